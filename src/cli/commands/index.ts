@@ -1,0 +1,9 @@
+import type { Command } from "commander";
+
+/**
+ * Every command registers itself on the program. One file per command in this folder;
+ * add its register function here (keep the list sorted by command name).
+ */
+export type RegisterCommand = (program: Command) => void;
+
+export const commands: RegisterCommand[] = [];
