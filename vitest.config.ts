@@ -3,10 +3,10 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    globalSetup: ["test/global-setup.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // Lab tests create network namespaces; running files in parallel on 2 cores is fine,
-    // but each lab test uses its own namespace prefix.
+    // Separate processes: lab tests change network namespaces and must not share state.
     pool: "forks",
   },
 });
