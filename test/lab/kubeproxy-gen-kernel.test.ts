@@ -1,0 +1,156 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type GenEndpoint,
+  type GenNode,
+  type GenServicePort,
+  generateIptablesRestore,
+} from "../../src/lab/kubeproxy-gen.js";
+
+const isRoot = process.getuid?.() === 0;
+const hasIptables = spawnSync("iptables-restore", ["--version"]).status === 0;
+const NS = `svt-gen-r${process.pid}`;
+
+function ep(ip: string, nodeName: string | null = null): GenEndpoint {
+  return { ip, port: 80, ready: true, serving: true, terminating: false, nodeName };
+}
+
+function svc(
+  ns: string,
+  name: string,
+  clusterIP: string,
+  more: Partial<GenServicePort>,
+): GenServicePort {
+  return {
+    namespace: ns,
+    name,
+    portName: "p80",
+    protocol: "TCP",
+    clusterIP,
+    port: 80,
+    nodePort: null,
+    externalIPs: [],
+    loadBalancerIPs: [],
+    loadBalancerSourceRanges: [],
+    sessionAffinityTimeout: null,
+    externalTrafficPolicy: "Cluster",
+    internalTrafficPolicy: "Cluster",
+    endpoints: [],
+    ...more,
+  };
+}
+
+const node: GenNode = { name: "n1", nodeIPs: ["192.168.0.2"], clusterCIDR: "10.0.0.0/8" };
+
+// Every construct the generator can write, in one rule set.
+const everything: GenServicePort[] = [
+  svc("ns1", "svc1", "172.30.0.41", {
+    endpoints: [ep("10.180.0.1"), ep("10.180.0.11"), ep("10.180.0.21")],
+  }),
+  svc("ns2", "svc2", "172.30.0.42", {
+    nodePort: 3001,
+    healthCheckNodePort: 30000,
+    externalIPs: ["192.168.99.22"],
+    loadBalancerIPs: ["1.2.3.4"],
+    externalTrafficPolicy: "Local",
+    endpoints: [ep("10.180.0.2"), ep("10.180.0.7", "n1")],
+  }),
+  svc("ns3", "svc3", "172.30.0.43", {
+    nodePort: 3003,
+    externalTrafficPolicy: "Local",
+    endpoints: [ep("10.180.0.3", "n2")],
+  }),
+  svc("ns5", "svc5", "172.30.0.45", {
+    nodePort: 3002,
+    loadBalancerIPs: ["5.6.7.8"],
+    loadBalancerSourceRanges: ["203.0.113.0/25", "192.168.0.0/24"],
+    sessionAffinityTimeout: 10800,
+    endpoints: [ep("10.180.0.3"), ep("10.180.0.4")],
+  }),
+  svc("ns6", "svc6", "172.30.0.46", {
+    protocol: "UDP",
+    internalTrafficPolicy: "Local",
+    endpoints: [ep("10.180.0.9", "n2")],
+  }),
+  svc("ns7", "svc7", "172.30.0.47", { protocol: "SCTP", endpoints: [ep("10.180.0.9")] }),
+  svc("ns8", "svc8", "172.30.0.48", {
+    nodePort: 3008,
+    externalIPs: ["192.168.99.8"],
+    loadBalancerIPs: ["5.6.7.9"],
+  }),
+];
+
+function inNs(cmd: string, args: string[], input?: string): string {
+  return execFileSync("ip", ["netns", "exec", NS, cmd, ...args], {
+    encoding: "utf8",
+    stdio: ["pipe", "pipe", "pipe"],
+    ...(input === undefined ? {} : { input }),
+  });
+}
+
+function countRules(text: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  let table = "";
+  for (const line of text.split("\n")) {
+    if (line.startsWith("*")) table = line.slice(1);
+    else if (line.startsWith("-A ")) counts[table] = (counts[table] ?? 0) + 1;
+  }
+  return counts;
+}
+
+describe.skipIf(!isRoot || !hasIptables)(
+  "generated rules in the kernel (needs root and iptables; skipped otherwise)",
+  () => {
+    beforeAll(() => {
+      execFileSync("ip", ["netns", "add", NS]);
+    });
+    afterAll(() => {
+      spawnSync("ip", ["netns", "delete", NS]);
+    });
+
+    for (const [label, faults] of [
+      ["correct", {}],
+      ["one-over-n", { probabilities: "one-over-n" as const }],
+      ["noMasquerade", { noMasquerade: true }],
+    ] as const) {
+      it(`iptables-restore --test accepts the ${label} rule set, and loading it keeps every rule`, () => {
+        const text = generateIptablesRestore(everything, node, faults);
+        inNs("iptables-restore", ["--test"], text);
+        inNs("iptables-restore", [], text);
+        const saved = inNs("iptables-save", []);
+        const want = countRules(text);
+        const got = countRules(saved);
+        expect(got.filter).toBe(want.filter);
+        expect(got.nat).toBe(want.nat);
+        // iptables-save prints the kernel's rounding of %0.10f with more digits.
+        if (label === "correct") expect(saved).toMatch(/--probability 0\.333333333\d*/);
+        expect(saved).toContain("--set-xmark 0x4000/0x4000");
+      });
+    }
+
+    it("iptables-restore --noflush accepts the output without jump rules, as kube-proxy sends it", () => {
+      const text = generateIptablesRestore(everything, node, {}, { jumpRules: false });
+      inNs("iptables-restore", ["--noflush"], text);
+      expect(inNs("iptables-save", ["-t", "nat"])).toContain("-j KUBE-NODEPORTS");
+    });
+
+    it("ip6tables-restore accepts an IPv6 rule set", () => {
+      const v6: GenNode = { name: "n1", nodeIPs: ["fd00::2"], clusterCIDR: "fd00:10::/64" };
+      const text = generateIptablesRestore(
+        [
+          svc("ns", "v6", "fd00:96::a", {
+            nodePort: 30080,
+            loadBalancerIPs: ["2001:db8::5"],
+            loadBalancerSourceRanges: ["2001:db8:1::/48"],
+            sessionAffinityTimeout: 60,
+            endpoints: [ep("fd00:10::5"), ep("fd00:10::6", "n1")],
+          }),
+        ],
+        v6,
+      );
+      inNs("ip6tables-restore", ["--test"], text);
+      inNs("ip6tables-restore", [], text);
+      expect(inNs("ip6tables-save", ["-t", "nat"])).toContain("--to-destination [fd00:10::5]:80");
+    });
+  },
+);
