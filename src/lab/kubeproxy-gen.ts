@@ -70,7 +70,8 @@ export interface GenOptions {
   /**
    * Also write the jump rules kube-proxy installs outside iptables-restore (`EnsureRule`,
    * PREROUTING → KUBE-SERVICES and friends) with the built-in chains, so that a plain
-   * (flushing) `iptables-restore` of the output gives a working node. Default true. With
+   * (flushing) `iptables-restore` of the output gives a working node, plus the empty
+   * KUBE-PROXY-CANARY chains (in mangle, filter, nat) a running kube-proxy keeps. Default true. With
    * false the output is exactly what kube-proxy feeds `iptables-restore --noflush`.
    */
   jumpRules?: boolean;
@@ -717,12 +718,17 @@ export function generateIptablesRestore(
   );
 
   const out: string[] = [];
+  // ipt.Monitor's canaries: empty chains whose disappearance tells kube-proxy that someone
+  // flushed the tables. Real dumps carry them, so lab dumps do too.
+  const canary = chainLine("KUBE-PROXY-CANARY");
+  if (jumps) out.push("*mangle", canary, "COMMIT");
   out.push("*filter");
   if (jumps) {
     for (const c of BUILTIN.filter) out.push(`:${c} ACCEPT [0:0]`);
   }
   out.push(...filterChains);
   if (jumps && !firewallChainWritten) out.push(chainLine("KUBE-FIREWALL"));
+  if (jumps) out.push(canary);
   if (jumps) out.push(...jumpRules("filter"));
   out.push(...filterRules, "COMMIT");
   out.push("*nat");
@@ -730,7 +736,7 @@ export function generateIptablesRestore(
     for (const c of BUILTIN.nat) out.push(`:${c} ACCEPT [0:0]`);
   }
   out.push(...natChains);
-  if (jumps) out.push(...jumpRules("nat"));
+  if (jumps) out.push(canary, ...jumpRules("nat"));
   out.push(...natRules, "COMMIT");
   return `${out.join("\n")}\n`;
 }
