@@ -1,4 +1,7 @@
 import type { Command } from "commander";
+import { registerDemo } from "./demo.js";
+import { registerIngest } from "./ingest.js";
+import { registerLegs } from "./legs.js";
 
 /**
  * Every command registers itself on the program. One file per command in this folder;
@@ -6,4 +9,8 @@ import type { Command } from "commander";
  */
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [];
+export const commands: RegisterCommand[] = [
+  registerDemo,
+  registerIngest,
+  registerLegs,
+];

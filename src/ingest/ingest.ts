@@ -1,0 +1,505 @@
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  createReadStream,
+  type Dirent,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+} from "node:fs";
+import { join, resolve } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { parseIptablesSave } from "../rules/iptables-save.js";
+import type { Db } from "../store/db.js";
+import { StoreWriter } from "../store/writer.js";
+import { hexPreview, InputError } from "../util/errors.js";
+import { ingestCaptureFile } from "./capture-file.js";
+import { parseConntrackText } from "./conntrack-text.js";
+import { parseKubeJson } from "./kube-json.js";
+import { nodeFromPath, timeFromFileName } from "./naming.js";
+import { type InputKind, iptablesFamily, SNIFF_BYTES, sniffInput } from "./sniff.js";
+
+export interface IngestOptions {
+  /** Node of every input (else derived from the path, see naming.ts). */
+  node?: string;
+  /** Time of every snapshot input (rule dumps, conntrack, inventory), overriding headers. */
+  takenAt?: number;
+  udpIdleTimeout?: number;
+  tcpIdleTimeout?: number;
+  onEvent?: (event: IngestEvent) => void;
+}
+
+export type FileStatus = "ingested" | "duplicate" | "skipped" | "failed";
+
+export interface FileResult {
+  path: string;
+  kind: InputKind | null;
+  node: string | null;
+  status: FileStatus;
+  /** Why skipped/failed, or what a duplicate duplicates. */
+  message: string | null;
+  bytes: number;
+  packets: number;
+  legs: number;
+  translations: number;
+  dnsMessages: number;
+  anomalies: Record<string, number>;
+  warnings: string[];
+  rules: number;
+  conntrackEntries: number;
+  services: number;
+  endpoints: number;
+}
+
+export type IngestEvent =
+  | { type: "plan"; files: number; totalBytes: number }
+  | { type: "file-start"; path: string; kind: InputKind; node: string | null; size: number }
+  | {
+      type: "progress";
+      path: string;
+      /** Bytes done over all files, counting the current one's progress. */
+      doneBytes: number;
+      totalBytes: number;
+      /** Packets so far over all files. */
+      packets: number;
+    }
+  | { type: "file-done"; result: FileResult };
+
+export interface IngestSummary {
+  files: number;
+  duplicates: number;
+  skipped: number;
+  failed: number;
+  packets: number;
+  bytes: number;
+  legs: number;
+  translations: number;
+  dnsMessages: number;
+  anomalies: Record<string, number>;
+  warnings: string[];
+  rules: number;
+  conntrackEntries: number;
+  services: number;
+  endpoints: number;
+  seconds: number;
+  results: FileResult[];
+}
+
+interface PlannedFile {
+  path: string;
+  size: number;
+  /** Named on the command line (an unknown kind is an error) rather than found in a directory. */
+  explicit: boolean;
+}
+
+/** Expand files and directories (recursively, sorted, hidden entries skipped) into files. */
+export function planInputs(paths: string[]): PlannedFile[] {
+  const out: PlannedFile[] = [];
+  const walk = (dir: string): void => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch (error) {
+      throw new InputError(
+        `cannot read directory: ${(error as Error).message}`,
+        { file: dir },
+        { cause: error },
+      );
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      if (e.name.startsWith(".")) continue;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) out.push({ path: p, size: statSync(p).size, explicit: false });
+    }
+  };
+  for (const path of paths) {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(path);
+    } catch (error) {
+      throw new InputError("no such file or directory", { file: path }, { cause: error });
+    }
+    if (st.isDirectory()) walk(path);
+    else out.push({ path, size: st.size, explicit: true });
+  }
+  return out;
+}
+
+function readHeadBytes(path: string, n: number): Uint8Array {
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(n);
+    const got = readSync(fd, buf, 0, n, 0);
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }))
+    hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+function readText(path: string, compressed: boolean): string {
+  const bytes = readFileSync(path);
+  try {
+    return (compressed ? gunzipSync(bytes) : bytes).toString("utf8");
+  } catch (error) {
+    throw new InputError(
+      `corrupt gzip data: ${(error as Error).message}`,
+      { file: path },
+      { cause: error },
+    );
+  }
+}
+
+/** Kinds that describe the cluster, not one node. */
+const CLUSTER_KINDS = new Set<InputKind>(["kubernetes-json", "bundle-json"]);
+/** Kinds that are snapshots and need a time. */
+const SNAPSHOT_KINDS = new Set<InputKind>([
+  "iptables-save",
+  "iptables-restore",
+  "conntrack",
+  "kubernetes-json",
+  "nft-json",
+  "ipset-save",
+  "ipvsadm-save",
+  "ip-addr-json",
+]);
+
+function emptyResult(
+  path: string,
+  kind: InputKind | null,
+  node: string | null,
+  status: FileStatus,
+  message: string | null,
+): FileResult {
+  return {
+    path,
+    kind,
+    node,
+    status,
+    message,
+    bytes: 0,
+    packets: 0,
+    legs: 0,
+    translations: 0,
+    dnsMessages: 0,
+    anomalies: {},
+    warnings: [],
+    rules: 0,
+    conntrackEntries: 0,
+    services: 0,
+    endpoints: 0,
+  };
+}
+
+/**
+ * Ingest files and directories into the database. Each file is one transaction: it is stored
+ * completely or not at all. A file whose content (sha256) is already stored is skipped. Bad input
+ * in one file (InputError) is reported in its result and the others still go in; any other error
+ * is a bug and is thrown after rolling that file back.
+ */
+export async function ingestPaths(
+  db: Db,
+  paths: string[],
+  options: IngestOptions = {},
+): Promise<IngestSummary> {
+  const started = performance.now();
+  const planned = planInputs(paths);
+  const totalBytes = planned.reduce((s, f) => s + f.size, 0);
+  const emit = options.onEvent ?? (() => {});
+  emit({ type: "plan", files: planned.length, totalBytes });
+  const writer = new StoreWriter(db);
+  const summary: IngestSummary = {
+    files: 0,
+    duplicates: 0,
+    skipped: 0,
+    failed: 0,
+    packets: 0,
+    bytes: 0,
+    legs: 0,
+    translations: 0,
+    dnsMessages: 0,
+    anomalies: {},
+    warnings: [],
+    rules: 0,
+    conntrackEntries: 0,
+    services: 0,
+    endpoints: 0,
+    seconds: 0,
+    results: [],
+  };
+  let doneBytes = 0;
+  for (const file of planned) {
+    let result: FileResult;
+    try {
+      result = await ingestOne(writer, file, options, (bytes, packets) =>
+        emit({
+          type: "progress",
+          path: file.path,
+          doneBytes: doneBytes + Math.min(bytes, file.size),
+          totalBytes,
+          packets: summary.packets + packets,
+        }),
+      );
+    } catch (error) {
+      writer.rollback();
+      if (!(error instanceof InputError)) throw error;
+      result = emptyResult(file.path, null, null, "failed", error.message);
+    }
+    doneBytes += file.size;
+    summary.results.push(result);
+    if (result.status === "ingested") summary.files++;
+    else if (result.status === "duplicate") summary.duplicates++;
+    else if (result.status === "skipped") summary.skipped++;
+    else summary.failed++;
+    summary.packets += result.packets;
+    summary.bytes += result.bytes;
+    summary.legs += result.legs;
+    summary.translations += result.translations;
+    summary.dnsMessages += result.dnsMessages;
+    summary.rules += result.rules;
+    summary.conntrackEntries += result.conntrackEntries;
+    summary.services += result.services;
+    summary.endpoints += result.endpoints;
+    for (const [k, v] of Object.entries(result.anomalies))
+      summary.anomalies[k] = (summary.anomalies[k] ?? 0) + v;
+    for (const w of result.warnings) summary.warnings.push(`${result.path}: ${w}`);
+    emit({ type: "file-done", result });
+  }
+  summary.seconds = (performance.now() - started) / 1000;
+  return summary;
+}
+
+async function ingestOne(
+  writer: StoreWriter,
+  file: PlannedFile,
+  options: IngestOptions,
+  progress: (bytes: number, packets: number) => void,
+): Promise<FileResult> {
+  const { path } = file;
+  const sniffed = sniffInput(readHeadBytes(path, SNIFF_BYTES));
+  if (sniffed === null) {
+    const why =
+      file.size === 0
+        ? "empty file"
+        : `not a capture, rule dump, conntrack table or Kubernetes JSON (first bytes: ${hexPreview(readHeadBytes(path, 16))})`;
+    if (file.explicit) throw new InputError(why, { file: path });
+    return emptyResult(path, null, null, "skipped", why);
+  }
+  const { kind, compressed } = sniffed;
+  if (kind === "lab-json")
+    return emptyResult(path, kind, null, "skipped", "lab ground truth, not an input");
+  const node = CLUSTER_KINDS.has(kind) ? null : (options.node ?? nodeFromPath(path));
+  const sha256 = await sha256File(path);
+  const previous = writer.findInput(sha256);
+  if (previous !== undefined) {
+    return emptyResult(
+      path,
+      kind,
+      node,
+      "duplicate",
+      `same content as ${previous.path}, already ingested`,
+    );
+  }
+  const result = emptyResult(path, kind, node, "ingested", null);
+  result.bytes = file.size;
+  const fileTime = options.takenAt ?? timeFromFileName(path);
+  const source = resolve(path);
+  writer.begin();
+  try {
+    const inputId = writer.addInput({
+      sha256,
+      path: source,
+      kind,
+      node,
+      size: file.size,
+      takenAt: fileTime,
+    });
+    if (kind === "pcap" || kind === "pcapng") {
+      const capture = { inputId, path: source, sha256, format: kind, compressed, node };
+      await ingestCapture(writer, writer.addCapture(capture), node, options, result, progress);
+    } else {
+      ingestText(
+        writer,
+        inputId,
+        source,
+        sha256,
+        kind,
+        node,
+        compressed,
+        options,
+        fileTime,
+        result,
+      );
+      progress(file.size, 0);
+    }
+    writer.commit();
+  } catch (error) {
+    writer.rollback();
+    throw error;
+  }
+  return result;
+}
+
+async function ingestCapture(
+  writer: StoreWriter,
+  captureId: number,
+  node: string | null,
+  options: IngestOptions,
+  result: FileResult,
+  progress: (bytes: number, packets: number) => void,
+): Promise<void> {
+  let lastProgress = 0;
+  const s = await ingestCaptureFile(
+    result.path,
+    {
+      interfaces(list) {
+        for (const i of list) writer.addInterface(captureId, i.id, i.name, i.linkType);
+      },
+      leg(rec) {
+        writer.addLeg(captureId, node, rec);
+      },
+      translation(rec) {
+        writer.addTranslation(captureId, node, rec);
+      },
+      dns(rec) {
+        writer.addDns(captureId, node, rec);
+      },
+    },
+    {
+      ...(options.udpIdleTimeout !== undefined ? { udpIdleTimeout: options.udpIdleTimeout } : {}),
+      ...(options.tcpIdleTimeout !== undefined ? { tcpIdleTimeout: options.tcpIdleTimeout } : {}),
+      onProgress(bytes, packets) {
+        const now = performance.now();
+        if (now - lastProgress < 100) return;
+        lastProgress = now;
+        progress(bytes, packets);
+      },
+    },
+  );
+  writer.setCaptureTotals(captureId, {
+    firstTs: s.firstTs,
+    lastTs: s.lastTs,
+    packets: s.packets,
+    bytes: s.bytes,
+    linkTypes: s.linkTypes,
+    warnings: s.warnings,
+    legs: s.legs,
+    translations: s.translations,
+    dnsMessages: s.dnsMessages,
+  });
+  writer.addAnomalies(captureId, s.anomalies);
+  result.packets = s.packets;
+  result.legs = s.legs;
+  result.translations = s.translations;
+  result.dnsMessages = s.dnsMessages;
+  result.anomalies = { ...s.anomalies };
+  result.warnings.push(...s.warnings);
+}
+
+function ingestText(
+  writer: StoreWriter,
+  inputId: number,
+  path: string,
+  sha256: string,
+  kind: InputKind,
+  node: string | null,
+  compressed: boolean,
+  options: IngestOptions,
+  fileTime: number | null,
+  result: FileResult,
+): void {
+  const text = readText(path, compressed);
+  const undated = (): null => {
+    if (SNAPSHOT_KINDS.has(kind))
+      result.warnings.push("no time in the file or its name; give --taken-at");
+    return null;
+  };
+  switch (kind) {
+    case "iptables-save": {
+      const rs = parseIptablesSave(text, {
+        source: path,
+        ...(options.takenAt !== undefined ? { takenAt: options.takenAt } : {}),
+      });
+      const takenAt = rs.takenAt ?? fileTime ?? undated();
+      const id = writer.addRuleSet({
+        inputId,
+        node,
+        kind,
+        family: rs.family,
+        takenAt,
+        generator: rs.generator,
+        source: path,
+        sha256,
+        rawText: text,
+      });
+      for (const table of rs.tables.values()) {
+        for (const chain of table.chains.values()) {
+          for (const r of chain.rules) {
+            writer.addRule(id, {
+              table: r.table,
+              chain: r.chain,
+              index: r.index,
+              line: r.line,
+              raw: r.raw,
+              target: r.target?.name ?? null,
+              comment: r.comment,
+            });
+            result.rules++;
+          }
+        }
+      }
+      break;
+    }
+    case "iptables-restore":
+      // A partial restore only means something on top of the node's earlier rules: kept as text
+      // for the reader to apply (rules/iptables-save.ts applyRestore) in time order.
+      writer.addRuleSet({
+        inputId,
+        node,
+        kind,
+        family: iptablesFamily(text),
+        takenAt: fileTime ?? undated(),
+        generator: null,
+        source: path,
+        sha256,
+        rawText: text,
+      });
+      break;
+    case "conntrack": {
+      const takenAt = fileTime ?? undated();
+      for (const row of parseConntrackText(text, path)) {
+        writer.addConntrack(inputId, node, takenAt, row);
+        result.conntrackEntries++;
+      }
+      break;
+    }
+    case "kubernetes-json": {
+      const rows = parseKubeJson(text, path);
+      const id = writer.addInventory(inputId, fileTime ?? undated(), path, text);
+      for (const s of rows.services) writer.addService(id, s);
+      for (const e of rows.endpoints) writer.addEndpoint(id, e);
+      result.services = rows.services.length;
+      result.endpoints = rows.endpoints.length;
+      break;
+    }
+    default:
+      writer.addDocument(
+        inputId,
+        kind,
+        node,
+        SNAPSHOT_KINDS.has(kind) ? (fileTime ?? undated()) : null,
+        path,
+        text,
+      );
+  }
+}

@@ -1,0 +1,78 @@
+import Database from "better-sqlite3";
+import { InputError } from "../util/errors.js";
+import { migrations as builtinMigrations, type Migration } from "./migrations.js";
+
+export type Db = Database.Database;
+
+export interface OpenOptions {
+  /** Open an existing database without creating or migrating it. */
+  readonly?: boolean;
+  /** Migrations to apply (tests pass a prefix to check upgrades); defaults to all. */
+  migrations?: readonly Migration[];
+}
+
+/**
+ * Open (and create or upgrade) a svctrace database. WAL lets readers (`svctrace legs`, the web
+ * view) run while an ingest writes.
+ */
+export function openDb(path: string, options: OpenOptions = {}): Db {
+  let db: Db;
+  try {
+    db = new Database(path, {
+      readonly: options.readonly ?? false,
+      fileMustExist: options.readonly ?? false,
+    });
+  } catch (error) {
+    throw new InputError(
+      `cannot open database: ${(error as Error).message}`,
+      { file: path },
+      { cause: error },
+    );
+  }
+  try {
+    if (!options.readonly) {
+      db.pragma("journal_mode = WAL");
+      // A crash may lose the last transactions but never corrupts the file; every file's ingest
+      // is one transaction, so a lost one is simply absent and can be ingested again.
+      db.pragma("synchronous = NORMAL");
+      migrate(db, options.migrations ?? builtinMigrations);
+    } else {
+      const version = schemaVersion(db);
+      if (version === 0)
+        throw new InputError("not a svctrace database (schema version 0)", { file: path });
+    }
+    db.pragma("cache_size = -65536");
+    db.pragma("temp_store = MEMORY");
+  } catch (error) {
+    db.close();
+    if (error instanceof InputError) throw error;
+    throw new InputError(
+      `not a usable svctrace database: ${(error as Error).message}`,
+      { file: path },
+      { cause: error },
+    );
+  }
+  return db;
+}
+
+export function schemaVersion(db: Db): number {
+  return db.pragma("user_version", { simple: true }) as number;
+}
+
+/** Apply the migrations the database has not seen yet, each atomically with its version bump. */
+export function migrate(db: Db, list: readonly Migration[] = builtinMigrations): number {
+  const current = schemaVersion(db);
+  if (current > list.length) {
+    throw new InputError(
+      `database schema version ${current} is newer than this svctrace knows (${list.length}); upgrade svctrace`,
+    );
+  }
+  for (let v = current; v < list.length; v++) {
+    const migration = list[v]!;
+    db.transaction(() => {
+      db.exec(migration.sql);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return list.length;
+}

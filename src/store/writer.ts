@@ -1,0 +1,439 @@
+import type { DnsRecord, LegRecord, TranslationRecord } from "../flow/types.js";
+import type { Db } from "./db.js";
+
+/** What the ingest knows about one input file before parsing it. */
+export interface InputRow {
+  sha256: string;
+  path: string;
+  kind: string;
+  node: string | null;
+  size: number;
+  takenAt: number | null;
+}
+
+export interface CaptureRow {
+  inputId: number;
+  path: string;
+  sha256: string;
+  format: string;
+  compressed: boolean;
+  node: string | null;
+}
+
+export interface CaptureTotals {
+  firstTs: number | null;
+  lastTs: number | null;
+  packets: number;
+  bytes: number;
+  linkTypes: number[];
+  warnings: string[];
+  legs: number;
+  translations: number;
+  dnsMessages: number;
+}
+
+export interface RuleSetRow {
+  inputId: number;
+  node: string | null;
+  /** "iptables-save", "iptables-restore" (a partial restore), "nft-json", "ipvsadm-save". */
+  kind: string;
+  family: "ipv4" | "ipv6";
+  takenAt: number | null;
+  generator: string | null;
+  source: string;
+  sha256: string;
+  rawText: string;
+}
+
+export interface RuleRow {
+  table: string;
+  chain: string;
+  index: number;
+  line: number;
+  raw: string;
+  target: string | null;
+  comment: string | null;
+}
+
+export interface ConntrackRow {
+  line: number;
+  family: "ipv4" | "ipv6";
+  proto: number;
+  state: string | null;
+  timeout: number | null;
+  origSrc: string;
+  origDst: string;
+  origSport: number | null;
+  origDport: number | null;
+  replySrc: string;
+  replyDst: string;
+  replySport: number | null;
+  replyDport: number | null;
+  mark: number | null;
+  zone: number | null;
+  /** ASSURED, UNREPLIED, … */
+  flags: string[];
+  raw: string;
+}
+
+export interface ServiceRow {
+  namespace: string;
+  name: string;
+  type: string;
+  clusterIps: string[];
+  /** As in the Service spec: name, protocol, port, targetPort, nodePort. */
+  ports: unknown[];
+  externalIps: string[];
+  loadBalancerIps: string[];
+  sessionAffinity: string | null;
+  affinityTimeout: number | null;
+  externalTrafficPolicy: string | null;
+  internalTrafficPolicy: string | null;
+  externalName: string | null;
+}
+
+export interface EndpointRow {
+  namespace: string;
+  slice: string;
+  service: string | null;
+  address: string;
+  portName: string | null;
+  port: number | null;
+  protocol: string | null;
+  ready: boolean | null;
+  serving: boolean | null;
+  terminating: boolean | null;
+  nodeName: string | null;
+  /** targetRef as "Kind/namespace/name", when present. */
+  target: string | null;
+}
+
+const b = (v: boolean | null): number | null => (v === null ? null : v ? 1 : 0);
+
+/**
+ * Prepared statements for every table the ingest fills. The caller brackets each input file in
+ * `begin()` … `commit()` / `rollback()`; the statements themselves never commit.
+ */
+export class StoreWriter {
+  private readonly s;
+
+  constructor(readonly db: Db) {
+    const p = (sql: string) => db.prepare(sql);
+    this.s = {
+      findInput: p("SELECT id, path, kind FROM inputs WHERE sha256 = ?"),
+      input: p(
+        "INSERT INTO inputs (sha256, path, kind, node, size, taken_at, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ),
+      capture: p(
+        `INSERT INTO captures (input_id, path, sha256, format, compressed, node, packets, bytes,
+           link_types, warnings, legs, translations, dns_messages)
+         VALUES (?, ?, ?, ?, ?, ?, 0, 0, '[]', '[]', 0, 0, 0)`,
+      ),
+      captureTotals: p(
+        `UPDATE captures SET first_ts = ?, last_ts = ?, packets = ?, bytes = ?, link_types = ?,
+           warnings = ?, legs = ?, translations = ?, dns_messages = ? WHERE id = ?`,
+      ),
+      iface: p(
+        "INSERT OR REPLACE INTO interfaces (capture_id, idx, name, link_type) VALUES (?, ?, ?, ?)",
+      ),
+      leg: p(
+        `INSERT INTO legs (capture_id, node, interface_id, proto, orig_ip, orig_port, resp_ip, resp_port,
+           first_ts, last_ts, orig_packets, orig_bytes, resp_packets, resp_bytes, conn_state, history,
+           community_id, direction, fingerprint, tunnel_kind, tunnel_outer_src, tunnel_outer_dst,
+           tunnel_vni, icmp_errors)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      translation: p(
+        `INSERT INTO translations (capture_id, node, interface_in, interface_out, proto,
+           pre_src_ip, pre_src_port, pre_dst_ip, pre_dst_port,
+           post_src_ip, post_src_port, post_dst_ip, post_dst_port, kind, packets, first_ts, last_ts)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      dns: p(
+        `INSERT INTO dns (capture_id, node, ts, interface_id, proto, client_ip, client_port, server_ip,
+           server_port, dns_id, is_response, qname, qtype, rcode, answers)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      anomaly: p(
+        `INSERT INTO anomalies (capture_id, name, count) VALUES (?, ?, ?)
+         ON CONFLICT (capture_id, name) DO UPDATE SET count = count + excluded.count`,
+      ),
+      ruleset: p(
+        `INSERT INTO rulesets (input_id, node, kind, family, taken_at, generator, source, sha256, raw_text)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      rule: p(
+        `INSERT OR REPLACE INTO rules (ruleset_id, table_name, chain, idx, line, raw, target, comment)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      conntrack: p(
+        `INSERT INTO conntrack (input_id, node, taken_at, line, family, proto, state, timeout,
+           orig_src, orig_dst, orig_sport, orig_dport, reply_src, reply_dst, reply_sport, reply_dport,
+           mark, zone, flags, raw)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      inventory: p(
+        "INSERT INTO inventory (input_id, taken_at, source, raw_json) VALUES (?, ?, ?, ?)",
+      ),
+      service: p(
+        `INSERT OR REPLACE INTO services (snapshot_id, namespace, name, type, cluster_ips, ports,
+           external_ips, load_balancer_ips, session_affinity, affinity_timeout,
+           external_traffic_policy, internal_traffic_policy, external_name)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      endpoint: p(
+        `INSERT INTO endpoints (snapshot_id, namespace, slice, service, address, port_name, port,
+           protocol, ready, serving, terminating, node_name, target)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      document: p(
+        "INSERT INTO documents (input_id, kind, node, taken_at, source, text) VALUES (?, ?, ?, ?, ?, ?)",
+      ),
+    };
+  }
+
+  /** BEGIN IMMEDIATE: take the write lock now, so a concurrent writer fails before any work. */
+  begin(): void {
+    this.db.exec("BEGIN IMMEDIATE");
+  }
+
+  commit(): void {
+    this.db.exec("COMMIT");
+  }
+
+  rollback(): void {
+    if (this.db.inTransaction) this.db.exec("ROLLBACK");
+  }
+
+  /** The input already stored with this content, if any. */
+  findInput(sha256: string): { id: number; path: string; kind: string } | undefined {
+    return this.s.findInput.get(sha256) as { id: number; path: string; kind: string } | undefined;
+  }
+
+  addInput(row: InputRow): number {
+    const r = this.s.input.run(
+      row.sha256,
+      row.path,
+      row.kind,
+      row.node,
+      row.size,
+      row.takenAt,
+      Date.now() / 1000,
+    );
+    return Number(r.lastInsertRowid);
+  }
+
+  addCapture(row: CaptureRow): number {
+    const r = this.s.capture.run(
+      row.inputId,
+      row.path,
+      row.sha256,
+      row.format,
+      row.compressed ? 1 : 0,
+      row.node,
+    );
+    return Number(r.lastInsertRowid);
+  }
+
+  setCaptureTotals(captureId: number, t: CaptureTotals): void {
+    this.s.captureTotals.run(
+      t.firstTs,
+      t.lastTs,
+      t.packets,
+      t.bytes,
+      JSON.stringify(t.linkTypes),
+      JSON.stringify(t.warnings),
+      t.legs,
+      t.translations,
+      t.dnsMessages,
+      captureId,
+    );
+  }
+
+  addInterface(captureId: number, idx: number, name: string | null, linkType: number): void {
+    this.s.iface.run(captureId, idx, name, linkType);
+  }
+
+  addLeg(captureId: number, node: string | null, l: LegRecord): void {
+    const t = l.tunnel;
+    let icmp: string | null = null;
+    for (const _ in l.icmpErrors) {
+      icmp = JSON.stringify(l.icmpErrors);
+      break;
+    }
+    this.s.leg.run(
+      captureId,
+      node,
+      l.interfaceId,
+      l.proto,
+      l.origIp,
+      l.origPort,
+      l.respIp,
+      l.respPort,
+      l.firstTs,
+      l.lastTs,
+      l.origPackets,
+      l.origBytes,
+      l.respPackets,
+      l.respBytes,
+      l.connState,
+      l.history,
+      l.communityId,
+      l.direction,
+      l.fingerprint,
+      t === null ? null : t.kind,
+      t === null ? null : t.outerSrc,
+      t === null ? null : t.outerDst,
+      t === null ? null : t.vni,
+      icmp,
+    );
+  }
+
+  addTranslation(captureId: number, node: string | null, r: TranslationRecord): void {
+    this.s.translation.run(
+      captureId,
+      node,
+      r.interfaceIn,
+      r.interfaceOut,
+      r.pre.proto,
+      r.pre.srcIp,
+      r.pre.srcPort,
+      r.pre.dstIp,
+      r.pre.dstPort,
+      r.post.srcIp,
+      r.post.srcPort,
+      r.post.dstIp,
+      r.post.dstPort,
+      r.kind,
+      r.packets,
+      r.firstTs,
+      r.lastTs,
+    );
+  }
+
+  addDns(captureId: number, node: string | null, r: DnsRecord): void {
+    this.s.dns.run(
+      captureId,
+      node,
+      r.ts,
+      r.interfaceId,
+      r.proto,
+      r.clientIp,
+      r.clientPort,
+      r.serverIp,
+      r.serverPort,
+      r.id,
+      r.isResponse ? 1 : 0,
+      r.qname,
+      r.qtype,
+      r.rcode,
+      JSON.stringify(r.answers),
+    );
+  }
+
+  addAnomalies(captureId: number, counts: Record<string, number>): void {
+    for (const [name, count] of Object.entries(counts)) {
+      if (count > 0) this.s.anomaly.run(captureId, name, count);
+    }
+  }
+
+  addRuleSet(row: RuleSetRow): number {
+    const r = this.s.ruleset.run(
+      row.inputId,
+      row.node,
+      row.kind,
+      row.family,
+      row.takenAt,
+      row.generator,
+      row.source,
+      row.sha256,
+      row.rawText,
+    );
+    return Number(r.lastInsertRowid);
+  }
+
+  addRule(rulesetId: number, r: RuleRow): void {
+    this.s.rule.run(rulesetId, r.table, r.chain, r.index, r.line, r.raw, r.target, r.comment);
+  }
+
+  addConntrack(
+    inputId: number,
+    node: string | null,
+    takenAt: number | null,
+    c: ConntrackRow,
+  ): void {
+    this.s.conntrack.run(
+      inputId,
+      node,
+      takenAt,
+      c.line,
+      c.family,
+      c.proto,
+      c.state,
+      c.timeout,
+      c.origSrc,
+      c.origDst,
+      c.origSport,
+      c.origDport,
+      c.replySrc,
+      c.replyDst,
+      c.replySport,
+      c.replyDport,
+      c.mark,
+      c.zone,
+      c.flags.join(","),
+      c.raw,
+    );
+  }
+
+  addInventory(inputId: number, takenAt: number | null, source: string, rawJson: string): number {
+    return Number(this.s.inventory.run(inputId, takenAt, source, rawJson).lastInsertRowid);
+  }
+
+  addService(snapshotId: number, s: ServiceRow): void {
+    this.s.service.run(
+      snapshotId,
+      s.namespace,
+      s.name,
+      s.type,
+      JSON.stringify(s.clusterIps),
+      JSON.stringify(s.ports),
+      JSON.stringify(s.externalIps),
+      JSON.stringify(s.loadBalancerIps),
+      s.sessionAffinity,
+      s.affinityTimeout,
+      s.externalTrafficPolicy,
+      s.internalTrafficPolicy,
+      s.externalName,
+    );
+  }
+
+  addEndpoint(snapshotId: number, e: EndpointRow): void {
+    this.s.endpoint.run(
+      snapshotId,
+      e.namespace,
+      e.slice,
+      e.service,
+      e.address,
+      e.portName,
+      e.port,
+      e.protocol,
+      b(e.ready),
+      b(e.serving),
+      b(e.terminating),
+      e.nodeName,
+      e.target,
+    );
+  }
+
+  addDocument(
+    inputId: number,
+    kind: string,
+    node: string | null,
+    takenAt: number | null,
+    source: string,
+    text: string,
+  ): void {
+    this.s.document.run(inputId, kind, node, takenAt, source, text);
+  }
+}
