@@ -1,0 +1,5 @@
+/** The netfilter simulator: compile a rule set once, trace packets through it. */
+
+export { type CChain, type CompiledRuleSet, type CRule, compileRuleSet } from "./compile.js";
+export { compileContext, Simulator, simulate } from "./simulate.js";
+export type * from "./types.js";
