@@ -1,0 +1,86 @@
+import type { CheckContext, Finding } from "./types.js";
+import { defineCheck } from "./types.js";
+import { endpointText } from "./util.js";
+
+type BlackholedFinding = Extract<Finding, { check: "blackholed-endpoints" }>;
+
+interface Group {
+  service: string;
+  endpoint: string;
+  total: number;
+  unanswered: number;
+  refused: number;
+  ids: number[];
+  nodes: Set<string>;
+  from: number;
+  to: number;
+}
+
+/** Connections this close to the end of the data may have been answered after the capture stopped. */
+const TAIL_SECONDS = 1;
+
+export const blackholedEndpoints = defineCheck({
+  id: "blackholed-endpoints",
+  title: "Blackholed endpoints",
+  description:
+    "Endpoints whose translated connections go unanswered (Zeek S0) or are refused with RST/ICMP unreachable.",
+  run(ctx: CheckContext): BlackholedFinding[] {
+    const groups = new Map<string, Group>();
+    const end = ctx.range?.to ?? Number.POSITIVE_INFINITY;
+    for (const c of ctx.connections()) {
+      if (c.endpoint === null || c.service === null) continue;
+      if (c.start > end - TAIL_SECONDS) continue;
+      const ep = endpointText(c.endpoint.ip, c.endpoint.port);
+      const key = `${c.service}|${ep}`;
+      let g = groups.get(key);
+      if (g === undefined) {
+        g = {
+          service: c.service,
+          endpoint: ep,
+          total: 0,
+          unanswered: 0,
+          refused: 0,
+          ids: [],
+          nodes: new Set(),
+          from: c.start,
+          to: c.start,
+        };
+        groups.set(key, g);
+      }
+      g.total++;
+      const bad = c.verdict === "blackholed" || c.verdict === "refused";
+      if (c.verdict === "blackholed") g.unanswered++;
+      if (c.verdict === "refused") g.refused++;
+      if (bad) {
+        if (g.ids.length < 20) g.ids.push(c.id);
+        if (c.node !== null) g.nodes.add(c.node);
+        g.to = Math.max(g.to, c.start);
+        if (g.unanswered + g.refused === 1) g.from = c.start;
+      }
+    }
+    const out: BlackholedFinding[] = [];
+    for (const g of groups.values()) {
+      const bad = g.unanswered + g.refused;
+      // One lost answer is capture loss more often than a dead pod.
+      if (bad < 2 || bad / g.total < 0.5) continue;
+      const all = bad === g.total;
+      out.push({
+        check: "blackholed-endpoints",
+        severity: all && bad >= 3 ? "error" : "warning",
+        service: g.service,
+        node: g.nodes.size === 1 ? ([...g.nodes][0] ?? null) : null,
+        from: g.from,
+        to: g.to,
+        summary: `${bad} of ${g.total} connection(s) translated to ${g.endpoint} (${g.service}) were ${g.refused > 0 && g.unanswered === 0 ? "refused" : g.refused > 0 ? "unanswered or refused" : "never answered"}; check that pod's readiness and the route to it.`,
+        evidence: {
+          endpoint: g.endpoint,
+          connections: g.total,
+          unanswered: g.unanswered,
+          refused: g.refused,
+          connectionIds: g.ids,
+        },
+      });
+    }
+    return out;
+  },
+});

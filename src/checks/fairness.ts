@@ -1,0 +1,155 @@
+import type { Connection } from "../reconstruct/types.js";
+import { goodnessOfFit } from "./stats.js";
+import type { CheckContext, Finding } from "./types.js";
+import { defineCheck } from "./types.js";
+import { endpointText, findService, round, serviceRuleLines } from "./util.js";
+
+type FairnessFinding = Extract<Finding, { check: "fairness" }>;
+
+/** Verdicts where the kernel's choice of endpoint is known and was one of the candidates. */
+const CHOSEN = new Set(["consistent", "blackholed", "refused", "vip-inferred"]);
+
+interface Group {
+  service: string;
+  node: string;
+  expected: Map<string, number>;
+  counts: Map<string, number>;
+  from: number;
+  to: number;
+  affinityClients: Set<string> | null;
+}
+
+function trafficFairness(ctx: CheckContext): FairnessFinding[] {
+  const groups = new Map<string, Group>();
+  for (const c of ctx.connections()) {
+    if (!CHOSEN.has(c.verdict) || c.endpoint === null || c.service === null || c.node === null) {
+      continue;
+    }
+    if (c.candidates.length < 2) continue;
+    const sig = candidateSignature(c);
+    const key = `${c.service}|${c.node}|${sig}`;
+    let g = groups.get(key);
+    if (g === undefined) {
+      const rs = c.rulesetId === null ? null : ctx.rulesets.at(c.node, c.start);
+      const sp = rs === null ? null : findService(rs, c.service);
+      g = {
+        service: c.service,
+        node: c.node,
+        expected: new Map(c.candidates.map((x) => [x.endpoint, x.probability])),
+        counts: new Map(),
+        from: c.start,
+        to: c.start,
+        // With ClientIP affinity only a client's first connection is a fresh draw.
+        affinityClients: sp?.affinityTimeout != null ? new Set() : null,
+      };
+      groups.set(key, g);
+    }
+    if (g.affinityClients !== null) {
+      if (g.affinityClients.has(c.client.ip)) continue;
+      g.affinityClients.add(c.client.ip);
+    }
+    const ep = endpointText(c.endpoint.ip, c.endpoint.port);
+    g.counts.set(ep, (g.counts.get(ep) ?? 0) + 1);
+    g.to = Math.max(g.to, c.start);
+  }
+  const out: FairnessFinding[] = [];
+  for (const g of groups.values()) {
+    const eps = [...g.expected.keys()];
+    const counts = eps.map((e) => g.counts.get(e) ?? 0);
+    const probs = eps.map((e) => g.expected.get(e) ?? 0);
+    const fit = goodnessOfFit(counts, probs);
+    // Minimum-sample rule: small samples deviate by chance; do not cry wolf.
+    if (fit.samples < ctx.options.minSamples || fit.minExpected < ctx.options.minExpected) continue;
+    if (fit.pValue >= ctx.options.alpha || fit.maxRelativeDeviation < ctx.options.minDeviation) {
+      continue;
+    }
+    const totalP = probs.reduce((a, b) => a + b, 0) || 1;
+    let worst = eps[0] ?? "";
+    let worstDev = -1;
+    eps.forEach((e, i) => {
+      const expected = (fit.samples * (probs[i] ?? 0)) / totalP;
+      const dev = expected > 0 ? Math.abs((counts[i] ?? 0) - expected) / expected : 0;
+      if (dev > worstDev) {
+        worstDev = dev;
+        worst = e;
+      }
+    });
+    out.push({
+      check: "fairness",
+      severity: "warning",
+      service: g.service,
+      node: g.node,
+      from: g.from,
+      to: g.to,
+      summary: `${g.service} on ${g.node}: ${fit.samples} connections are not split as the rules promise (p=${fit.pValue.toExponential(2)}, ${worst} off by ${Math.round(fit.maxRelativeDeviation * 100)}%); compare the --probability values with \`svctrace rules\` and the kube-proxy version.`,
+      evidence: {
+        kind: "traffic",
+        counts: Object.fromEntries(eps.map((e, i) => [e, counts[i] ?? 0])),
+        expected: Object.fromEntries(eps.map((e, i) => [e, round(probs[i] ?? 0)])),
+        samples: fit.samples,
+        chiSquare: round(fit.chiSquare),
+        pValue: fit.pValue,
+        maxRelativeDeviation: round(fit.maxRelativeDeviation),
+        jainIndex: round(fit.jainIndex),
+      },
+    });
+  }
+  return out;
+}
+
+function candidateSignature(c: Connection): string {
+  return c.candidates
+    .map((x) => `${x.endpoint}=${x.probability.toFixed(3)}`)
+    .sort()
+    .join(",");
+}
+
+/** kube-proxy promises an even split over ready endpoints; check the rules alone. */
+function rulesFairness(ctx: CheckContext): FairnessFinding[] {
+  const seen = new Map<string, FairnessFinding>();
+  for (const rs of ctx.rulesets.all) {
+    for (const sp of rs.services) {
+      const eps = sp.endpoints.filter((e) => e.probability !== null);
+      if (eps.length < 2) continue;
+      const even = 1 / eps.length;
+      let maxDev = 0;
+      for (const e of eps) maxDev = Math.max(maxDev, Math.abs((e.probability ?? 0) - even) / even);
+      if (maxDev < 0.01) continue;
+      const key = `${rs.node}|${sp.key}`;
+      const prev = seen.get(key);
+      if (prev !== undefined) {
+        prev.to = rs.takenAt;
+        continue;
+      }
+      seen.set(key, {
+        check: "fairness",
+        severity: "error",
+        service: sp.key,
+        node: rs.node,
+        from: rs.takenAt,
+        to: rs.takenAt,
+        summary: `${sp.key} on ${rs.node}: the rules give its ${eps.length} endpoints probabilities ${eps.map((e) => round(e.probability ?? 0, 3)).join("/")} instead of an even ${round(even, 3)} each; the --probability sequence should be 1/n, 1/(n-1), …, 1.`,
+        evidence: {
+          kind: "rules",
+          expected: Object.fromEntries(eps.map((e) => [endpointText(e.ip, e.port), round(even)])),
+          counts: Object.fromEntries(
+            eps.map((e) => [endpointText(e.ip, e.port), round(e.probability ?? 0)]),
+          ),
+          maxRelativeDeviation: round(maxDev),
+          rules: serviceRuleLines(rs, sp),
+        },
+      });
+    }
+  }
+  return [...seen.values()];
+}
+
+export const fairness = defineCheck({
+  id: "fairness",
+  title: "Load-balancing fairness",
+  description:
+    "Connections per endpoint against the rules' probabilities (chi-square, minimum sample), and rules that do not split evenly.",
+  run(ctx) {
+    return [...rulesFairness(ctx), ...trafficFairness(ctx)];
+  },
+});

@@ -1,0 +1,47 @@
+import { affinity } from "./affinity.js";
+import { blackholedEndpoints } from "./blackholed-endpoints.js";
+import { dns } from "./dns.js";
+import { envDiscovery } from "./env-discovery.js";
+import { fairness } from "./fairness.js";
+import { noEndpoints } from "./no-endpoints.js";
+import { nodePortRange } from "./nodeport-range.js";
+import { postRemovalTraffic } from "./post-removal-traffic.js";
+import { sanity } from "./sanity.js";
+import { staleConntrack } from "./stale-conntrack.js";
+import { staleRules } from "./stale-rules.js";
+import type { Check, CheckContext, CheckId, Finding, Severity } from "./types.js";
+
+export type { Check, CheckContext, CheckId, Finding, Severity } from "./types.js";
+export { CHECK_METADATA, DEFAULT_CHECK_OPTIONS, SEVERITIES } from "./types.js";
+
+/** Every check, in the order findings are reported. */
+export const checks: readonly Check[] = [
+  fairness,
+  affinity,
+  staleRules,
+  postRemovalTraffic,
+  staleConntrack,
+  noEndpoints,
+  blackholedEndpoints,
+  dns,
+  envDiscovery,
+  nodePortRange,
+  sanity,
+] as Check[];
+
+const SEVERITY_RANK: Record<Severity, number> = { error: 0, warning: 1, info: 2 };
+
+/** Run the checks (all, or the named ones) and order findings by severity, then time. */
+export function runChecks(ctx: CheckContext, only?: readonly CheckId[]): Finding[] {
+  const out: Finding[] = [];
+  for (const check of checks) {
+    if (only !== undefined && !only.includes(check.id)) continue;
+    out.push(...check.run(ctx));
+  }
+  return out.sort(
+    (a, b) =>
+      SEVERITY_RANK[a.severity] - SEVERITY_RANK[b.severity] ||
+      (a.from ?? 0) - (b.from ?? 0) ||
+      a.check.localeCompare(b.check),
+  );
+}

@@ -1,0 +1,143 @@
+import { findRemovals } from "./removals.js";
+import type { CheckContext, Finding } from "./types.js";
+import { defineCheck } from "./types.js";
+import { endpointText, findService } from "./util.js";
+
+type StaleCtFinding = Extract<Finding, { check: "stale-conntrack" }>;
+
+interface Group {
+  service: string;
+  node: string | null;
+  endpoint: string;
+  removedAt: number | null;
+  ids: number[];
+  count: number;
+  records: string[];
+  from: number;
+  to: number;
+  udp: boolean;
+}
+
+export const staleConntrack = defineCheck({
+  id: "stale-conntrack",
+  title: "Stale conntrack",
+  description:
+    "Flows that keep going to a removed endpoint because the conntrack entry outlived it, and conntrack records whose reply source is no current endpoint of the VIP.",
+  run(ctx: CheckContext): StaleCtFinding[] {
+    const grace = ctx.options.graceSeconds;
+    const groups = new Map<string, Group>();
+    const group = (
+      service: string,
+      node: string | null,
+      endpoint: string,
+      removedAt: number | null,
+      t: number,
+      udp: boolean,
+    ) => {
+      const key = `${service}|${node ?? ""}|${endpoint}`;
+      let g = groups.get(key);
+      if (g === undefined) {
+        g = {
+          service,
+          node,
+          endpoint,
+          removedAt,
+          ids: [],
+          count: 0,
+          records: [],
+          from: t,
+          to: t,
+          udp,
+        };
+        groups.set(key, g);
+      }
+      g.from = Math.min(g.from, t);
+      g.to = Math.max(g.to, t);
+      g.udp ||= udp;
+      return g;
+    };
+
+    // Flows that outlived their endpoint.
+    const removed = new Map<string, number>();
+    for (const r of findRemovals(ctx)) {
+      if (r.endpoint !== null) removed.set(`${r.service}|${r.endpoint}`, r.removedAt);
+    }
+    if (removed.size > 0) {
+      for (const c of ctx.connections()) {
+        if (c.service === null || c.endpoint === null) continue;
+        const ep = endpointText(c.endpoint.ip, c.endpoint.port);
+        const at = removed.get(`${c.service}|${ep}`);
+        if (at === undefined) continue;
+        const outlived = c.start <= at && c.end > at + grace;
+        const reused = c.start > at && c.verdict === "unexpected-endpoint";
+        if (!outlived && !reused) continue;
+        const g = group(c.service, c.node, ep, at, c.end, c.proto === "udp");
+        g.count++;
+        if (g.ids.length < 20) g.ids.push(c.id);
+      }
+    }
+
+    // Conntrack records whose reply source is no endpoint of the VIP at dump time.
+    for (const ct of ctx.conntrack) {
+      const service = ctx.services.vip(ct.proto, ct.orig.dstIp, ct.orig.dstPort);
+      if (service === null) continue;
+      const ep = endpointText(ct.reply.srcIp, ct.reply.srcPort);
+      if (ct.reply.srcIp === ct.orig.dstIp && ct.reply.srcPort === ct.orig.dstPort) continue;
+      const now = ctx.inventory.at(ct.takenAt);
+      const before = ctx.inventory.at(ct.takenAt - grace);
+      let known: boolean;
+      if (now !== null && before !== null) {
+        const a = findService(now, service);
+        const b = findService(before, service);
+        if (a === null && b === null) known = false;
+        else {
+          known = [...(a?.endpoints ?? []), ...(b?.endpoints ?? [])].some(
+            (e) => endpointText(e.ip, e.port) === ep,
+          );
+        }
+      } else {
+        const rs = ctx.rulesets.at(ct.node, ct.takenAt);
+        const sp = rs === null ? null : findService(rs, service);
+        if (sp === null) continue;
+        known = sp.endpoints.some((e) => endpointText(e.ip, e.port) === ep);
+      }
+      if (known) continue;
+      const g = group(
+        service,
+        ct.node,
+        ep,
+        removed.get(`${service}|${ep}`) ?? null,
+        ct.takenAt,
+        ct.proto === 17,
+      );
+      if (g.records.length < 10) {
+        g.records.push(
+          `${ct.node}@${ct.takenAt}: ${ct.orig.srcIp}:${ct.orig.srcPort} -> ${ct.orig.dstIp}:${ct.orig.dstPort} reply from ${ep}${ct.state ? ` ${ct.state}` : ""}`,
+        );
+      }
+    }
+
+    const out: StaleCtFinding[] = [];
+    for (const g of groups.values()) {
+      const flows = g.count > 0;
+      out.push({
+        check: "stale-conntrack",
+        severity: flows ? "error" : "warning",
+        service: g.service,
+        node: g.node,
+        from: g.from,
+        to: g.to,
+        summary: flows
+          ? `${g.count} ${g.udp ? "UDP " : ""}flow(s) to ${g.service} kept going to removed endpoint ${g.endpoint}${g.node ? ` through ${g.node}` : ""}: the conntrack entry outlived the endpoint; kube-proxy should delete it (conntrack -D -p udp --orig-dst VIP --reply-src ${g.endpoint.replace(/:\d+$/, "")}).`
+          : `conntrack on ${g.node ?? "a node"} still maps ${g.service} to ${g.endpoint}, which is no endpoint of it; flush the entry (conntrack -D --reply-src ${g.endpoint.replace(/:\d+$/, "")}).`,
+        evidence: {
+          endpoint: g.endpoint,
+          removedAt: g.removedAt,
+          ...(g.ids.length > 0 ? { connectionIds: g.ids } : {}),
+          ...(g.records.length > 0 ? { conntrack: g.records } : {}),
+        },
+      });
+    }
+    return out;
+  },
+});

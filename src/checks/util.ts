@@ -1,0 +1,53 @@
+import type { RuleSetView, ServicePortView } from "../reconstruct/types.js";
+
+const byKey = new WeakMap<object, Map<string, ServicePortView>>();
+
+/** The Service port `key` in a rule set or inventory snapshot (indexed once per source). */
+export function findService(
+  source: { services: readonly ServicePortView[] },
+  key: string,
+): ServicePortView | null {
+  let map = byKey.get(source);
+  if (map === undefined) {
+    map = new Map();
+    for (const sp of source.services) map.set(sp.key, sp);
+    byKey.set(source, map);
+  }
+  return map.get(key) ?? null;
+}
+
+export function endpointText(ip: string, port: number): string {
+  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Rule lines of a Service's chains, for evidence (bounded). */
+export function serviceRuleLines(rs: RuleSetView, sp: ServicePortView, max = 12): string[] {
+  const out: string[] = [];
+  const chains = [sp.chain, ...sp.endpoints.map((e) => e.chain)];
+  for (const chain of chains) {
+    if (chain === null) continue;
+    for (const r of rs.chainRules(chain)) {
+      if (out.length >= max) return out;
+      out.push(`${rs.node} line ${r.line}: ${r.rule}`);
+    }
+  }
+  return out;
+}
+
+export function round(x: number, digits = 4): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/** Group-by helper that keeps insertion order. */
+export function groupBy<T>(items: Iterable<T>, key: (item: T) => string | null): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    if (k === null) continue;
+    let list = out.get(k);
+    if (list === undefined) out.set(k, (list = []));
+    list.push(item);
+  }
+  return out;
+}

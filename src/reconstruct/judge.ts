@@ -1,0 +1,214 @@
+import type { RuleSetTimeline, ServiceIndex } from "./index-services.js";
+import type { WorkConnection } from "./reconstruct.js";
+import type {
+  AddrPort,
+  Candidate,
+  Connection,
+  Hook,
+  LegView,
+  SimResult,
+  Simulator,
+  TupleView,
+  Verdict,
+} from "./types.js";
+import { addrPortText, protoName } from "./types.js";
+
+const CACHE_LIMIT = 200_000;
+
+/** Did the server side (or a router for it) refuse: TCP RST answer or ICMP unreachable? */
+export function legRefused(leg: LegView): boolean {
+  if (leg.connState === "REJ" || leg.connState === "RSTR" || leg.connState === "RSTOS0") {
+    return true;
+  }
+  for (const k in leg.icmpErrors) {
+    // ICMPv4 3/x destination unreachable, ICMPv6 1/x.
+    if (k.startsWith("3/") || k.startsWith("1/")) return true;
+  }
+  return false;
+}
+
+function refusalOf(legs: readonly LegView[]): "rst" | "icmp" | null {
+  let out: "rst" | "icmp" | null = null;
+  for (const leg of legs) {
+    for (const k in leg.icmpErrors) if (k.startsWith("3/") || k.startsWith("1/")) return "icmp";
+    if (leg.connState === "REJ" || leg.connState === "RSTR" || leg.connState === "RSTOS0") {
+      out = "rst";
+    }
+  }
+  return out;
+}
+
+function legAnswered(leg: LegView): boolean {
+  return leg.respPackets > 0 && leg.connState !== "REJ";
+}
+
+/**
+ * Turns an assembled connection into a judged one: which node and hook, which rules were in
+ * force, what the simulator says could happen there, and how that compares with what the
+ * wire shows. Simulator results are cached per (rule set, hook, proto, client IP, VIP, port):
+ * outcomes never depend on the client port (affinity aside, which enumerates both branches).
+ */
+export class Judge {
+  private readonly cache = new Map<string, SimResult>();
+  simulations = 0;
+  cacheHits = 0;
+  readonly unmodelled = new Set<string>();
+
+  constructor(
+    private readonly services: ServiceIndex,
+    private readonly rulesets: RuleSetTimeline,
+    private readonly simulator: Simulator | null,
+  ) {}
+
+  private simulate(rulesetId: number, hook: Hook, pre: TupleView): SimResult | null {
+    const proto = protoName(pre.proto);
+    if (proto === null || this.simulator === null) return null;
+    const key = `${rulesetId}|${hook}|${pre.proto}|${pre.srcIp}|${pre.dstIp}|${pre.dstPort}`;
+    const hit = this.cache.get(key);
+    if (hit !== undefined) {
+      this.cacheHits++;
+      return hit;
+    }
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    const result = this.simulator.simulate(rulesetId, hook, {
+      proto,
+      srcIp: pre.srcIp,
+      srcPort: pre.srcPort,
+      dstIp: pre.dstIp,
+      dstPort: pre.dstPort,
+    });
+    this.simulations++;
+    for (const u of result.unmodelled) this.unmodelled.add(u);
+    this.cache.set(key, result);
+    return result;
+  }
+
+  /** The node that translated it: the translation's, or the one that saw the VIP coming in. */
+  private pickNode(w: WorkConnection): string | null {
+    if (w.node !== null) return w.node;
+    let fallback: string | null = null;
+    for (const leg of w.preLegs) {
+      if (leg.direction === "in" && this.rulesets.has(leg.node)) return leg.node;
+      if (this.services.isLocal(leg.node, w.pre.srcIp) && this.rulesets.has(leg.node)) {
+        fallback ??= leg.node;
+      }
+    }
+    if (fallback !== null) return fallback;
+    for (const leg of w.preLegs) if (leg.direction === "in") return leg.node;
+    return w.preLegs[0]?.node ?? null;
+  }
+
+  judge(w: WorkConnection): Connection {
+    const pre = w.pre;
+    const node = this.pickNode(w);
+    const local = node !== null && this.services.isLocal(node, pre.srcIp);
+    const hook: Hook = local ? "output" : "prerouting";
+    const ruleset = node === null ? null : this.rulesets.at(node, w.start);
+    const sim = ruleset === null ? null : this.simulate(ruleset.id, hook, pre);
+
+    // The kernel's first choice; a later one (translation changed midway) is evidence only.
+    const post = w.posts[0] ?? null;
+    const dnat = post !== null && (post.dstIp !== pre.dstIp || post.dstPort !== pre.dstPort);
+    const endpoint: AddrPort | null =
+      dnat && post !== null ? { ip: post.dstIp, port: post.dstPort } : null;
+    const snat: AddrPort | null =
+      post !== null && (post.srcIp !== pre.srcIp || post.srcPort !== pre.srcPort)
+        ? { ip: post.srcIp, port: post.srcPort }
+        : null;
+
+    const candidates: Candidate[] = [];
+    if (sim !== null) {
+      const byEp = new Map<string, number>();
+      for (const o of sim.outcomes) {
+        if (o.verdict === "DNAT" && o.endpoint !== null) {
+          byEp.set(o.endpoint, (byEp.get(o.endpoint) ?? 0) + o.probability);
+        }
+      }
+      for (const [ep, p] of byEp) candidates.push({ endpoint: ep, probability: p });
+    }
+    const endpointText = endpoint === null ? null : addrPortText(endpoint);
+
+    const nearLegs = w.postLegs.length > 0 ? w.postLegs : w.preLegs;
+    const answered = nearLegs.some(legAnswered) || w.preLegs.some(legAnswered);
+    const near = pickNearest(nearLegs);
+
+    let verdict: Verdict;
+    if (endpoint !== null) {
+      const known = sim !== null;
+      const inCandidates = candidates.some((c) => c.endpoint === endpointText);
+      if (known && !inCandidates) verdict = "unexpected-endpoint";
+      else if (w.postLegs.length > 0 && w.postLegs.some(legRefused)) verdict = "refused";
+      else if ((w.postLegs.length > 0 || w.preLegs.length > 0) && !answered) verdict = "blackholed";
+      else if (w.vipFrom === "conntrack") verdict = "vip-inferred";
+      else if (!known) verdict = "unjudged";
+      else verdict = "consistent";
+    } else {
+      const outcomes = sim?.outcomes ?? [];
+      const all = (v: string) => outcomes.length > 0 && outcomes.every((o) => o.verdict === v);
+      const leftUnchanged =
+        node !== null &&
+        w.preLegs.some((l) => l.node === node && l.direction === "out") &&
+        (local || w.preLegs.some((l) => l.node === node && l.direction === "in"));
+      if (w.preLegs.some(legRefused) || all("REJECT")) verdict = "rejected";
+      else if (leftUnchanged) verdict = "untranslated";
+      else if (all("DROP") && !answered) verdict = "dropped";
+      else if (sim === null) verdict = "unjudged";
+      else verdict = "predicted";
+    }
+
+    // The path that explains what was seen: the outcome that reached the observed endpoint,
+    // else the one matching the verdict, else the likeliest.
+    let best = sim?.outcomes[0] ?? null;
+    if (sim !== null) {
+      for (const o of sim.outcomes) {
+        if (endpointText !== null && o.endpoint === endpointText) {
+          best = o;
+          break;
+        }
+        if (verdict === "rejected" && o.verdict === "REJECT") best = o;
+        if (verdict === "dropped" && o.verdict === "DROP") best = o;
+        if (best !== null && o.probability > best.probability && endpointText === null) best = o;
+      }
+    }
+    const path: string[] = [];
+    for (const step of best?.path ?? []) {
+      if (step.table !== "nat" && step.table !== "filter") continue;
+      if (path[path.length - 1] !== step.chain) path.push(step.chain);
+    }
+
+    const legIds: number[] = [];
+    for (const l of w.preLegs) legIds.push(l.id);
+    for (const l of w.postLegs) legIds.push(l.id);
+    return {
+      id: w.id,
+      proto: protoName(w.proto) ?? "tcp",
+      client: { ip: pre.srcIp, port: pre.srcPort },
+      vip: { ip: pre.dstIp, port: pre.dstPort },
+      service: this.services.vip(pre.proto, pre.dstIp, pre.dstPort),
+      node,
+      hook,
+      endpoint,
+      snat,
+      verdict,
+      start: w.start,
+      end: Math.max(w.lastTs, w.start),
+      path,
+      candidates,
+      vipFrom: w.vipFrom,
+      answered,
+      refusal: refusalOf(w.preLegs),
+      connState: near?.connState ?? null,
+      rulesetId: ruleset?.id ?? null,
+      legIds,
+      translationIds: w.translationIds,
+      conntrackIds: w.conntrackIds,
+    };
+  }
+}
+
+/** The leg with the most answer traffic: the one closest to the server. */
+function pickNearest(legs: readonly LegView[]): LegView | null {
+  let best: LegView | null = null;
+  for (const l of legs) if (best === null || l.respPackets > best.respPackets) best = l;
+  return best;
+}

@@ -1,0 +1,327 @@
+import type { RuleSetTimeline, ServiceIndex } from "./index-services.js";
+import { Judge } from "./judge.js";
+import type {
+  Connection,
+  ConntrackView,
+  LegView,
+  Simulator,
+  TranslationView,
+  TupleView,
+} from "./types.js";
+
+export interface ReconstructInput {
+  /** Legs ordered by firstTs. */
+  legs: Iterable<LegView>;
+  /** Translations ordered by firstTs. */
+  translations: Iterable<TranslationView>;
+  conntrack: readonly ConntrackView[];
+  services: ServiceIndex;
+  rulesets: RuleSetTimeline;
+  simulator: Simulator | null;
+  /**
+   * Clock-skew tolerance in seconds: sightings of one connection at different points (nodes,
+   * pods, clients) start within this of each other.
+   */
+  skew?: number;
+}
+
+export interface ReconstructStats {
+  legs: number;
+  legsUsed: number;
+  translations: number;
+  connections: number;
+  simulations: number;
+  simulationCacheHits: number;
+  unmodelled: string[];
+}
+
+/** A connection being assembled: the legs and translations that belong to it so far. */
+export interface WorkConnection {
+  id: number;
+  proto: number;
+  /** Client → VIP (before DNAT). */
+  pre: TupleView;
+  /** After NAT, in the originator's direction; the first is the one the kernel chose at start. */
+  posts: TupleView[];
+  vipFrom: Connection["vipFrom"];
+  /** Node that translated it, when a translation or conntrack record says so. */
+  node: string | null;
+  start: number;
+  lastTs: number;
+  preLegs: LegView[];
+  postLegs: LegView[];
+  translationIds: number[];
+  conntrackIds: number[];
+  keys: string[];
+}
+
+interface Buffered {
+  leg: LegView;
+  key: string;
+  claimed: boolean;
+}
+
+export function tupleKey(t: TupleView): string {
+  return `${t.proto}|${t.srcIp}|${t.srcPort}|${t.dstIp}|${t.dstPort}`;
+}
+
+function legKey(l: LegView): string {
+  return `${l.proto}|${l.origIp}|${l.origPort}|${l.respIp}|${l.respPort}`;
+}
+
+function legTuple(l: LegView): TupleView {
+  return {
+    proto: l.proto,
+    srcIp: l.origIp,
+    srcPort: l.origPort,
+    dstIp: l.respIp,
+    dstPort: l.respPort,
+  };
+}
+
+/**
+ * Streams legs and translations in time order and groups them into connections.
+ *
+ * Every leg belongs to at most one connection: a translation claims the legs with its pre- and
+ * post-NAT tuples (on any node: remote nodes and pods see the post-NAT tuple) that start within
+ * the skew tolerance; a leg nobody claimed within the tolerance starts a connection of its own
+ * when it goes to a VIP (no translation seen) or when conntrack knows its VIP (DNAT in OUTPUT,
+ * invisible on the wire). Memory is bounded by the connections alive within the tolerance.
+ */
+export function reconstruct(
+  input: ReconstructInput,
+  emit: (connection: Connection) => void,
+): ReconstructStats {
+  const skew = input.skew ?? 2;
+  const judge = new Judge(input.services, input.rulesets, input.simulator);
+  const stats: ReconstructStats = {
+    legs: 0,
+    legsUsed: 0,
+    translations: 0,
+    connections: 0,
+    simulations: 0,
+    simulationCacheHits: 0,
+    unmodelled: [],
+  };
+
+  // Conntrack: by original tuple (to confirm a pre-NAT leg's endpoint) and by the post-NAT
+  // tuple (reply reversed) to find the VIP of traffic whose DNAT happened before capture.
+  const ctByOrig = new Map<string, ConntrackView>();
+  const ctByPost = new Map<string, ConntrackView>();
+  for (const ct of input.conntrack) {
+    const post: TupleView = {
+      proto: ct.proto,
+      srcIp: ct.reply.dstIp,
+      srcPort: ct.reply.dstPort,
+      dstIp: ct.reply.srcIp,
+      dstPort: ct.reply.srcPort,
+    };
+    const translated = post.dstIp !== ct.orig.dstIp || post.dstPort !== ct.orig.dstPort;
+    if (!translated) continue;
+    ctByOrig.set(tupleKey(ct.orig), ct);
+    ctByPost.set(tupleKey(post), ct);
+  }
+
+  const buffer: Buffered[] = [];
+  let head = 0;
+  const bufByKey = new Map<string, Buffered[]>();
+  const open = new Map<string, WorkConnection>();
+  const active = new Set<WorkConnection>();
+  let nextId = 1;
+  let lastSweep = Number.NEGATIVE_INFINITY;
+  let sweepSize = 1024;
+
+  const register = (w: WorkConnection, key: string) => {
+    if (!w.keys.includes(key)) w.keys.push(key);
+    open.set(key, w);
+  };
+
+  const claim = (w: WorkConnection, key: string, role: "pre" | "post", around: number) => {
+    const list = bufByKey.get(key);
+    if (list === undefined) return;
+    for (const b of list) {
+      if (b.claimed || Math.abs(b.leg.firstTs - around) > skew) continue;
+      b.claimed = true;
+      attach(w, b.leg, role);
+    }
+  };
+
+  const attach = (w: WorkConnection, leg: LegView, role: "pre" | "post") => {
+    (role === "pre" ? w.preLegs : w.postLegs).push(leg);
+    if (leg.lastTs > w.lastTs) w.lastTs = leg.lastTs;
+    if (leg.firstTs < w.start) w.start = leg.firstTs;
+    stats.legsUsed++;
+  };
+
+  const openWork = (
+    pre: TupleView,
+    post: TupleView | null,
+    vipFrom: Connection["vipFrom"],
+    node: string | null,
+    t: number,
+  ): WorkConnection => {
+    const w: WorkConnection = {
+      id: nextId++,
+      proto: pre.proto,
+      pre,
+      posts: post === null ? [] : [post],
+      vipFrom,
+      node,
+      start: t,
+      lastTs: t,
+      preLegs: [],
+      postLegs: [],
+      translationIds: [],
+      conntrackIds: [],
+      keys: [],
+    };
+    const preKey = tupleKey(pre);
+    register(w, preKey);
+    claim(w, preKey, "pre", t);
+    if (post !== null) {
+      const postKey = tupleKey(post);
+      register(w, postKey);
+      claim(w, postKey, "post", t);
+    }
+    const ct = ctByOrig.get(preKey);
+    if (ct !== undefined) {
+      w.conntrackIds.push(ct.id);
+      if (w.posts.length === 0) {
+        // The capture missed the egress copy but the kernel recorded where it sent it.
+        const ctPost: TupleView = {
+          proto: ct.proto,
+          srcIp: ct.reply.dstIp,
+          srcPort: ct.reply.dstPort,
+          dstIp: ct.reply.srcIp,
+          dstPort: ct.reply.srcPort,
+        };
+        w.posts.push(ctPost);
+        if (w.node === null) w.node = ct.node;
+        const k = tupleKey(ctPost);
+        register(w, k);
+        claim(w, k, "post", t);
+      }
+    }
+    active.add(w);
+    return w;
+  };
+
+  const finish = (w: WorkConnection) => {
+    active.delete(w);
+    for (const k of w.keys) if (open.get(k) === w) open.delete(k);
+    emit(judge.judge(w));
+    stats.connections++;
+  };
+
+  /** A leg nobody claimed within the tolerance: does it start a connection of its own? */
+  const settle = (b: Buffered) => {
+    const list = bufByKey.get(b.key);
+    if (list !== undefined) {
+      const i = list.indexOf(b);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) bufByKey.delete(b.key);
+    }
+    if (b.claimed) return;
+    const leg = b.leg;
+    if (input.services.vip(leg.proto, leg.respIp, leg.respPort) !== null) {
+      b.claimed = true;
+      const w = openWork(legTuple(leg), null, "capture", null, leg.firstTs);
+      attach(w, leg, "pre");
+      return;
+    }
+    const ct = ctByPost.get(b.key);
+    if (ct !== undefined) {
+      b.claimed = true;
+      const w = openWork(ct.orig, legTuple(leg), "conntrack", ct.node, leg.firstTs);
+      if (!w.conntrackIds.includes(ct.id)) w.conntrackIds.push(ct.id);
+      attach(w, leg, "post");
+    }
+  };
+
+  const advance = (now: number) => {
+    while (head < buffer.length) {
+      const b = buffer[head];
+      if (b === undefined || b.leg.firstTs >= now - skew) break;
+      head++;
+      settle(b);
+    }
+    if (head > 65536 && head * 2 > buffer.length) {
+      buffer.splice(0, head);
+      head = 0;
+    }
+    if (now - lastSweep >= 1 || active.size >= sweepSize) {
+      lastSweep = now;
+      for (const w of active) {
+        if (w.start + 2 * skew < now && w.lastTs + skew < now) finish(w);
+      }
+      sweepSize = Math.max(1024, active.size * 2);
+    }
+  };
+
+  const onLeg = (leg: LegView) => {
+    stats.legs++;
+    if (leg.proto !== 6 && leg.proto !== 17 && leg.proto !== 132) return;
+    advance(leg.firstTs);
+    const key = legKey(leg);
+    const w = open.get(key);
+    if (w !== undefined && Math.abs(leg.firstTs - w.start) <= skew) {
+      attach(w, leg, key === tupleKey(w.pre) ? "pre" : "post");
+      return;
+    }
+    const b: Buffered = { leg, key, claimed: false };
+    buffer.push(b);
+    let list = bufByKey.get(key);
+    if (list === undefined) bufByKey.set(key, (list = []));
+    list.push(b);
+  };
+
+  const onTranslation = (tr: TranslationView) => {
+    stats.translations++;
+    if (tr.pre.proto !== 6 && tr.pre.proto !== 17 && tr.pre.proto !== 132) return;
+    advance(tr.firstTs);
+    const preKey = tupleKey(tr.pre);
+    const existing = open.get(preKey);
+    // The same connection translated again (the stream shows a second record when the
+    // translation changed midway, or the detector split it): one connection, several posts.
+    if (
+      existing !== undefined &&
+      existing.node === tr.node &&
+      tr.firstTs <= Math.max(existing.lastTs, existing.start + skew) + skew
+    ) {
+      existing.translationIds.push(tr.id);
+      const postKey = tupleKey(tr.post);
+      if (!existing.posts.some((p) => tupleKey(p) === postKey)) {
+        existing.posts.push(tr.post);
+        register(existing, postKey);
+        claim(existing, postKey, "post", tr.firstTs);
+      }
+      if (tr.lastTs > existing.lastTs) existing.lastTs = tr.lastTs;
+      return;
+    }
+    const w = openWork(tr.pre, tr.post, "translation", tr.node, tr.firstTs);
+    w.translationIds.push(tr.id);
+    if (tr.lastTs > w.lastTs) w.lastTs = tr.lastTs;
+  };
+
+  // Merge the two time-ordered streams.
+  const legIt = input.legs[Symbol.iterator]();
+  const trIt = input.translations[Symbol.iterator]();
+  let nextLeg = legIt.next();
+  let nextTr = trIt.next();
+  while (!nextLeg.done || !nextTr.done) {
+    if (nextTr.done || (!nextLeg.done && nextLeg.value.firstTs < nextTr.value.firstTs)) {
+      onLeg(nextLeg.value as LegView);
+      nextLeg = legIt.next();
+    } else {
+      onTranslation(nextTr.value);
+      nextTr = trIt.next();
+    }
+  }
+  advance(Number.POSITIVE_INFINITY);
+  for (const w of [...active]) finish(w);
+
+  stats.simulations = judge.simulations;
+  stats.simulationCacheHits = judge.cacheHits;
+  stats.unmodelled = [...judge.unmodelled];
+  return stats;
+}
