@@ -93,6 +93,7 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
   if (opt.fresh) out.trailer = [];
   let table: Table | null = null;
   let tableLine = 0;
+  let refIndex: Map<string, { chain: string; index: number }> | null = null;
   let pendingComments: string[] = [];
   // Chains whose rules were edited in place (not appended), renumbered at COMMIT.
   const renumber = new Set<Chain>();
@@ -211,6 +212,7 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
       pendingComments = [];
       tables.set(tname, table);
       tableLine = lineNo;
+      refIndex = null;
       continue;
     }
 
@@ -226,6 +228,7 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
     }
 
     if (line[0] === ":") {
+      refIndex = null;
       const m = CHAIN_DECL.exec(line);
       if (m === null) return fail("bad chain declaration", lineNo, raw);
       const name = m[1] as string;
@@ -261,6 +264,8 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
     if (typeof toks === "string") return fail(toks, lineNo, raw);
     const cmd = toks[0]?.text ?? "";
     const chainName = toks[1]?.text;
+    // -X checks that nothing jumps to the chain; the index survives runs of -X lines only.
+    if (cmd !== "-X" && cmd !== "--delete-chain") refIndex = null;
 
     switch (cmd) {
       case "-A":
@@ -286,7 +291,16 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
         if (at < 1 || at > chain.rules.length + 1) {
           return fail(`index ${at} out of range for chain ${chainName}`, lineNo, raw);
         }
-        const rule = buildRule(toks, startTok, table.name, chainName, body, lineNo, packets, fail);
+        const rule = buildRule(
+          toks,
+          startTok,
+          table.name,
+          chainName,
+          asAppend(body),
+          lineNo,
+          packets,
+          fail,
+        );
         chain.rules.splice(at - 1, 0, rule);
         renumber.add(chain);
         noteRuleOrder(table, chainName);
@@ -300,7 +314,16 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
         if (!Number.isInteger(n) || n < 1 || n > chain.rules.length) {
           return fail(`bad rule number for ${cmd}`, lineNo, raw);
         }
-        const rule = buildRule(toks, 3, table.name, chainName, body, lineNo, packets, fail);
+        const rule = buildRule(
+          toks,
+          3,
+          table.name,
+          chainName,
+          asAppend(body),
+          lineNo,
+          packets,
+          fail,
+        );
         chain.rules[n - 1] = rule;
         renumber.add(chain);
         break;
@@ -348,8 +371,18 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
           if (BUILTIN_CHAINS[table.name].includes(n)) {
             return fail(`cannot delete built-in chain ${n}`, lineNo, raw);
           }
-          // iptables refuses to delete a chain that still has rules (`:X` flushed it first).
+          // iptables refuses to delete a chain that still has rules (`:X` flushed it first) or
+          // that a rule still jumps to: kube-proxy's partial restore fails as a whole then.
           if (c.rules.length > 0) return fail(`chain ${n} is not empty`, lineNo, raw);
+          refIndex ??= referenceIndex(table);
+          const refs = refIndex.get(n) ?? null;
+          if (refs !== null) {
+            return fail(
+              `chain ${n} is still referenced by ${refs.chain} rule ${refs.index}`,
+              lineNo,
+              raw,
+            );
+          }
           table.chains.delete(n);
           if (table.ruleOrder !== undefined) {
             table.ruleOrder = table.ruleOrder.filter((x) => x !== n);
@@ -419,6 +452,23 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
     });
   }
   if (opt.fresh) out.trailer = pendingComments;
+  return out;
+}
+
+/** `-I CHAIN 2 spec` / `-R CHAIN 2 spec` → `-A CHAIN spec`: how iptables-save would print it. */
+function asAppend(body: string): string {
+  return body.replace(/^(?:-I|--insert|-R|--replace)\s+(\S+)(?:\s+\d+)?(?=\s|$)/, "-A $1");
+}
+
+/** For each jump target, the first rule that jumps to it. */
+function referenceIndex(table: Table): Map<string, { chain: string; index: number }> {
+  const out = new Map<string, { chain: string; index: number }>();
+  for (const c of table.chains.values()) {
+    for (let i = 0; i < c.rules.length; i++) {
+      const t = (c.rules[i] as Rule).target?.name;
+      if (t !== undefined && !out.has(t)) out.set(t, { chain: c.name, index: i + 1 });
+    }
+  }
   return out;
 }
 
