@@ -1,7 +1,10 @@
 import type { Command } from "commander";
+import { registerCollect } from "./collect.js";
 import { registerDemo } from "./demo.js";
 import { registerIngest } from "./ingest.js";
+import { registerLab } from "./lab.js";
 import { registerLegs } from "./legs.js";
+import { registerTrace } from "./trace.js";
 
 /**
  * Every command registers itself on the program. One file per command in this folder;
@@ -10,7 +13,10 @@ import { registerLegs } from "./legs.js";
 export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [
+  registerCollect,
   registerDemo,
   registerIngest,
+  registerLab,
   registerLegs,
+  registerTrace,
 ];
