@@ -40,7 +40,7 @@ export const noEndpoints = defineCheck({
           ids: [],
           from: c.start,
           to: c.start,
-          listedEndpoints: sp?.endpoints.some((e) => e.ready),
+          listedEndpoints: sp?.endpoints.some((e) => e.ready) ?? false,
         };
         groups.set(key, g);
       }

@@ -14,6 +14,7 @@ import type {
 import { addrPortText, protoName } from "./types.js";
 
 const CACHE_LIMIT = 200_000;
+const BUILTIN_CHAINS = new Set(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]);
 
 /** Did the server side (or a router for it) refuse: TCP RST answer or ICMP unreachable? */
 export function legRefused(leg: LegView): boolean {
@@ -173,6 +174,8 @@ export class Judge {
     const path: string[] = [];
     for (const step of best?.path ?? []) {
       if (step.table !== "nat" && step.table !== "filter") continue;
+      // Built-in hook chains are implied by `hook`; the path names kube-proxy's chains.
+      if (BUILTIN_CHAINS.has(step.chain)) continue;
       if (path[path.length - 1] !== step.chain) path.push(step.chain);
     }
 

@@ -1,3 +1,5 @@
+import { analysisSchema } from "./analysis-schema.js";
+
 /**
  * The schema, as an ordered list of migrations. `PRAGMA user_version` holds how many have been
  * applied; opening a database applies the rest, each in its own transaction. Never edit a
@@ -248,4 +250,5 @@ export const migrations: readonly Migration[] = [
     name: "rulesets, rules, conntrack, inventory, services, endpoints, documents",
     sql: rulesConntrackInventory,
   },
+  { name: "connections, connection_legs, findings, analysis_runs", sql: analysisSchema },
 ];

@@ -1,6 +1,9 @@
 import type { Command } from "commander";
+import { registerAnalyze } from "./analyze.js";
 import { registerCollect } from "./collect.js";
+import { registerConnections } from "./connections.js";
 import { registerDemo } from "./demo.js";
+import { registerFindings } from "./findings.js";
 import { registerIngest } from "./ingest.js";
 import { registerLab } from "./lab.js";
 import { registerLegs } from "./legs.js";
@@ -13,8 +16,11 @@ import { registerTrace } from "./trace.js";
 export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [
+  registerAnalyze,
   registerCollect,
+  registerConnections,
   registerDemo,
+  registerFindings,
   registerIngest,
   registerLab,
   registerLegs,

@@ -1,0 +1,300 @@
+import type { Db } from "./db.js";
+
+/**
+ * What `svctrace analyze` writes: reconstructed connections (with the legs they are made of) and
+ * findings. `analyze` replaces all of it on every run. The row shapes here mirror
+ * src/reconstruct/types.ts `Connection` and src/checks/types.ts `Finding` structurally (the store
+ * may not import those layers).
+ */
+export const analysisSchema = `
+CREATE TABLE connections (
+  id INTEGER PRIMARY KEY,
+  proto TEXT NOT NULL,
+  client_ip TEXT NOT NULL,
+  client_port INTEGER NOT NULL,
+  vip_ip TEXT NOT NULL,
+  vip_port INTEGER NOT NULL,
+  service TEXT,
+  node TEXT,
+  hook TEXT NOT NULL,
+  endpoint_ip TEXT,
+  endpoint_port INTEGER,
+  snat_ip TEXT,
+  snat_port INTEGER,
+  verdict TEXT NOT NULL,
+  start REAL NOT NULL,
+  end REAL NOT NULL,
+  path TEXT NOT NULL,
+  candidates TEXT NOT NULL,
+  vip_from TEXT NOT NULL,
+  answered INTEGER NOT NULL,
+  refusal TEXT,
+  conn_state TEXT,
+  ruleset_id INTEGER,
+  translation_ids TEXT NOT NULL,
+  conntrack_ids TEXT NOT NULL
+);
+CREATE INDEX connections_start ON connections (start);
+
+CREATE TABLE connection_legs (
+  connection_id INTEGER NOT NULL,
+  leg_id INTEGER NOT NULL,
+  PRIMARY KEY (connection_id, leg_id)
+) WITHOUT ROWID;
+
+CREATE TABLE findings (
+  id INTEGER PRIMARY KEY,
+  check_id TEXT NOT NULL,
+  severity TEXT NOT NULL,
+  service TEXT,
+  node TEXT,
+  from_ts REAL,
+  to_ts REAL,
+  summary TEXT NOT NULL,
+  evidence TEXT NOT NULL
+);
+
+CREATE TABLE analysis_runs (
+  id INTEGER PRIMARY KEY,
+  ran_at REAL NOT NULL,
+  seconds REAL NOT NULL,
+  stats TEXT NOT NULL
+);
+`;
+
+export interface StoredConnection {
+  id: number;
+  proto: "tcp" | "udp" | "sctp";
+  client: { ip: string; port: number };
+  vip: { ip: string; port: number };
+  service: string | null;
+  node: string | null;
+  hook: "prerouting" | "output";
+  endpoint: { ip: string; port: number } | null;
+  snat: { ip: string; port: number } | null;
+  verdict: string;
+  start: number;
+  end: number;
+  path: string[];
+  candidates: { endpoint: string; probability: number }[];
+  vipFrom: "capture" | "translation" | "conntrack";
+  answered: boolean;
+  refusal: "rst" | "icmp" | null;
+  connState: string | null;
+  rulesetId: number | null;
+  legIds: number[];
+  translationIds: number[];
+  conntrackIds: number[];
+}
+
+export interface StoredFinding {
+  id?: number;
+  check: string;
+  severity: "error" | "warning" | "info";
+  service: string | null;
+  node: string | null;
+  from: number | null;
+  to: number | null;
+  summary: string;
+  evidence: Record<string, unknown>;
+}
+
+/**
+ * Replaces the previous analysis in one transaction: a run that fails leaves the previous
+ * results as they were, and the checks read the new connections before the commit.
+ */
+export class AnalysisWriter {
+  private readonly insConn;
+  private readonly insLeg;
+  private readonly insFinding;
+
+  constructor(private readonly db: Db) {
+    this.insConn = db.prepare(
+      `INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.insLeg = db.prepare("INSERT OR IGNORE INTO connection_legs VALUES (?, ?)");
+    this.insFinding = db.prepare(
+      "INSERT INTO findings (check_id, severity, service, node, from_ts, to_ts, summary, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+  }
+
+  /** Start a run: drop the previous results. */
+  begin(): void {
+    this.db.exec("BEGIN");
+    this.db.exec("DELETE FROM connection_legs; DELETE FROM connections; DELETE FROM findings;");
+  }
+
+  addConnection(c: StoredConnection): void {
+    this.insConn.run(
+      c.id,
+      c.proto,
+      c.client.ip,
+      c.client.port,
+      c.vip.ip,
+      c.vip.port,
+      c.service,
+      c.node,
+      c.hook,
+      c.endpoint?.ip ?? null,
+      c.endpoint?.port ?? null,
+      c.snat?.ip ?? null,
+      c.snat?.port ?? null,
+      c.verdict,
+      c.start,
+      c.end,
+      JSON.stringify(c.path),
+      JSON.stringify(c.candidates),
+      c.vipFrom,
+      c.answered ? 1 : 0,
+      c.refusal,
+      c.connState,
+      c.rulesetId,
+      JSON.stringify(c.translationIds),
+      JSON.stringify(c.conntrackIds),
+    );
+    for (const leg of c.legIds) this.insLeg.run(c.id, leg);
+  }
+
+  addFinding(f: StoredFinding): void {
+    this.insFinding.run(
+      f.check,
+      f.severity,
+      f.service,
+      f.node,
+      f.from,
+      f.to,
+      f.summary,
+      JSON.stringify(f.evidence),
+    );
+  }
+
+  recordRun(seconds: number, stats: unknown): void {
+    this.db
+      .prepare("INSERT INTO analysis_runs (ran_at, seconds, stats) VALUES (?, ?, ?)")
+      .run(Date.now() / 1000, seconds, JSON.stringify(stats));
+  }
+
+  commit(): void {
+    this.db.exec("COMMIT");
+  }
+
+  rollback(): void {
+    if (this.db.inTransaction) this.db.exec("ROLLBACK");
+  }
+}
+
+export interface ConnectionFilter {
+  service?: string;
+  node?: string;
+  verdict?: string;
+}
+
+type Row = Record<string, unknown>;
+
+function toConnection(r: Row): StoredConnection {
+  const ap = (ip: unknown, port: unknown) =>
+    ip === null ? null : { ip: ip as string, port: port as number };
+  return {
+    id: r.id as number,
+    proto: r.proto as StoredConnection["proto"],
+    client: { ip: r.client_ip as string, port: r.client_port as number },
+    vip: { ip: r.vip_ip as string, port: r.vip_port as number },
+    service: r.service as string | null,
+    node: r.node as string | null,
+    hook: r.hook as StoredConnection["hook"],
+    endpoint: ap(r.endpoint_ip, r.endpoint_port),
+    snat: ap(r.snat_ip, r.snat_port),
+    verdict: r.verdict as string,
+    start: r.start as number,
+    end: r.end as number,
+    path: JSON.parse(r.path as string) as string[],
+    candidates: JSON.parse(r.candidates as string) as StoredConnection["candidates"],
+    vipFrom: r.vip_from as StoredConnection["vipFrom"],
+    answered: r.answered === 1,
+    refusal: r.refusal as StoredConnection["refusal"],
+    connState: r.conn_state as string | null,
+    rulesetId: r.ruleset_id as number | null,
+    legIds: [],
+    translationIds: JSON.parse(r.translation_ids as string) as number[],
+    conntrackIds: JSON.parse(r.conntrack_ids as string) as number[],
+  };
+}
+
+/**
+ * Connections ordered by start (then id). `service` matches "ns/name:port" exactly or
+ * "ns/name" for every port. Leg ids are not filled (see `connectionLegs`).
+ */
+export function* iterateConnections(
+  db: Db,
+  filter: ConnectionFilter = {},
+): Generator<StoredConnection> {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (filter.service !== undefined) {
+    where.push("(service = ? OR service LIKE ? ESCAPE '\\')");
+    args.push(filter.service, `${filter.service.replace(/[%_\\]/g, "\\$&")}:%`);
+  }
+  if (filter.node !== undefined) {
+    where.push("node = ?");
+    args.push(filter.node);
+  }
+  if (filter.verdict !== undefined) {
+    where.push("verdict = ?");
+    args.push(filter.verdict);
+  }
+  const sql = `SELECT * FROM connections ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY start, id`;
+  for (const r of db.prepare(sql).iterate(...args)) yield toConnection(r as Row);
+}
+
+export function connectionLegs(db: Db, connectionId: number): number[] {
+  return (
+    db
+      .prepare("SELECT leg_id FROM connection_legs WHERE connection_id = ? ORDER BY leg_id")
+      .all(connectionId) as { leg_id: number }[]
+  ).map((r) => r.leg_id);
+}
+
+export function countConnectionsByVerdict(db: Db): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of db
+    .prepare("SELECT verdict, count(*) AS n FROM connections GROUP BY verdict ORDER BY n DESC")
+    .all() as { verdict: string; n: number }[]) {
+    out[r.verdict] = r.n;
+  }
+  return out;
+}
+
+export interface FindingFilter {
+  check?: string;
+  severity?: string;
+}
+
+export function listFindings(db: Db, filter: FindingFilter = {}): StoredFinding[] {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (filter.check !== undefined) {
+    where.push("check_id = ?");
+    args.push(filter.check);
+  }
+  if (filter.severity !== undefined) {
+    where.push("severity = ?");
+    args.push(filter.severity);
+  }
+  const sql = `SELECT * FROM findings ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id`;
+  return (db.prepare(sql).all(...args) as Row[]).map((r) => ({
+    id: r.id as number,
+    check: r.check_id as string,
+    severity: r.severity as StoredFinding["severity"],
+    service: r.service as string | null,
+    node: r.node as string | null,
+    from: r.from_ts as number | null,
+    to: r.to_ts as number | null,
+    summary: r.summary as string,
+    evidence: JSON.parse(r.evidence as string) as Record<string, unknown>,
+  }));
+}
+
+/** Has `analyze` run on this database? */
+export function hasAnalysis(db: Db): boolean {
+  return (db.prepare("SELECT count(*) AS n FROM analysis_runs").get() as { n: number }).n > 0;
+}
