@@ -15,10 +15,10 @@ const PROTO_NUMBERS: Record<string, number> = {
 /**
  * `conntrack -L` (plain or `-o extended`, also /proc/net/nf_conntrack) → rows. The first
  * src/dst/sport/dport group is the original direction, the second the reply; a reply tuple that
- * differs from the reversed original is the kernel's record of a NAT.
+ * differs from the reversed original is the kernel's record of a NAT. Rows are yielded as lines
+ * are read, so a bad line fails the file after earlier rows were written (and rolled back).
  */
-export function parseConntrackText(text: string, source: string): ConntrackRow[] {
-  const rows: ConntrackRow[] = [];
+export function* parseConntrackText(text: string, source: string): Generator<ConntrackRow> {
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
     const raw = (lines[i] ?? "").replace(/\r$/, "");
@@ -90,7 +90,7 @@ export function parseConntrackText(text: string, source: string): ConntrackRow[]
     }
     if (orig.src.includes(":")) family = "ipv6";
     const port = (v: string | undefined): number | null => (v === undefined ? null : Number(v));
-    rows.push({
+    yield {
       line: i + 1,
       family,
       proto,
@@ -108,7 +108,6 @@ export function parseConntrackText(text: string, source: string): ConntrackRow[]
       zone: extra.zone === undefined ? null : Number(extra.zone),
       flags,
       raw,
-    });
+    };
   }
-  return rows;
 }

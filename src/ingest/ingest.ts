@@ -307,7 +307,7 @@ async function ingestOne(
       kind,
       node,
       "duplicate",
-      `same content as ${previous.path}, already ingested`,
+      `already in the database (same content as ${previous.path})`,
     );
   }
   const result = emptyResult(path, kind, node, "ingested", null);

@@ -92,9 +92,10 @@ export function zeekHeader(now: Date): string {
 }
 
 /**
- * One conn.log line. Our byte counts are IP bytes (`orig_ip_bytes`); Zeek's payload byte counts
- * need stream reassembly we do not do, so `orig_bytes`/`resp_bytes` are unset (`-`), as are the
- * site-dependent `local_*` and `missed_bytes`.
+ * One conn.log line. Our byte counts are transport payload bytes, as Zeek's `orig_bytes` /
+ * `resp_bytes` (Zeek derives them from sequence numbers; we sum payload lengths, so they differ
+ * only for retransmissions). IP-level byte counts and the site-dependent `local_*` and
+ * `missed_bytes` are unset (`-`).
  */
 export function zeekLine(leg: StoredLeg): string {
   const tunnel =
@@ -117,17 +118,17 @@ export function zeekLine(leg: StoredLeg): string {
           : "unknown_transport",
     "-",
     (leg.lastTs - leg.firstTs).toFixed(6),
-    "-",
-    "-",
+    String(leg.origBytes),
+    String(leg.respBytes),
     leg.connState,
     "-",
     "-",
     "-",
     leg.history === "" ? "(empty)" : leg.history,
     String(leg.origPackets),
-    String(leg.origBytes),
+    "-",
     String(leg.respPackets),
-    String(leg.respBytes),
+    "-",
     tunnel,
     leg.communityId === "" ? "-" : leg.communityId,
     leg.node ?? "-",
