@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { registerAnalyze } from "./analyze.js";
 import { registerCollect } from "./collect.js";
 import { registerConnections } from "./connections.js";
+import { registerCollect } from "./collect.js";
 import { registerDemo } from "./demo.js";
 import { registerFindings } from "./findings.js";
 import { registerIngest } from "./ingest.js";
@@ -19,6 +20,7 @@ export const commands: RegisterCommand[] = [
   registerAnalyze,
   registerCollect,
   registerConnections,
+  registerCollect,
   registerDemo,
   registerFindings,
   registerIngest,
