@@ -2,7 +2,6 @@ import type { Command } from "commander";
 import { registerAnalyze } from "./analyze.js";
 import { registerCollect } from "./collect.js";
 import { registerConnections } from "./connections.js";
-import { registerCollect } from "./collect.js";
 import { registerDemo } from "./demo.js";
 import { registerFindings } from "./findings.js";
 import { registerIngest } from "./ingest.js";
@@ -20,7 +19,6 @@ export const commands: RegisterCommand[] = [
   registerAnalyze,
   registerCollect,
   registerConnections,
-  registerCollect,
   registerDemo,
   registerFindings,
   registerIngest,
