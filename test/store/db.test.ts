@@ -106,12 +106,12 @@ describe("openDb", () => {
     openDb(path).close();
     const extra = [
       ...migrations,
-      { name: "connections", sql: "CREATE TABLE connections (id INTEGER PRIMARY KEY)" },
+      { name: "extra", sql: "CREATE TABLE extra_table (id INTEGER PRIMARY KEY)" },
     ];
     const db = openDb(path, { migrations: extra });
     expect(schemaVersion(db)).toBe(extra.length);
     db.close();
-    expect(tables(path)).toContain("connections");
+    expect(tables(path)).toContain("extra_table");
   });
 
   it("refuses a database from a newer svctrace, and a file that is not a database", () => {
