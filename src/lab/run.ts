@@ -611,12 +611,26 @@ class LabRunner {
           answered: r.answered,
           error: r.error,
           conntrack: ct ? ctTranslation(ct) : null,
+          sharedTuple: false,
           expectedVerdict: "consistent",
         };
         connections.push(current);
       }
     }
+    // The end-of-run conntrack dump holds only the latest use of a tuple: when the kernel gave
+    // one client port to two connections to the same VIP, only the later one is its witness.
+    const lastUse = new Map<string, TruthConnection>();
+    const uses = new Map<string, number>();
     for (const c of connections) {
+      const key = `${c.proto} ${c.client} ${c.vip} ${c.node}`;
+      uses.set(key, (uses.get(key) ?? 0) + 1);
+      const prior = lastUse.get(key);
+      if (!prior || prior.start < c.start) lastUse.set(key, c);
+    }
+    for (const c of connections) {
+      const key = `${c.proto} ${c.client} ${c.vip} ${c.node}`;
+      c.sharedTuple = (uses.get(key) ?? 0) > 1;
+      if (lastUse.get(key) !== c) c.conntrack = null;
       c.answered = c.answers > 0;
       c.expectedVerdict = verdictFor(c, scn, this.loaded);
     }

@@ -264,6 +264,8 @@ export interface Scenario {
 export const LAB_NET = {
   nodeSubnet: "172.30.0.0/24",
   nodePrefix: 24,
+  /** The bridge namespace's address: the nodes' default gateway, forwarding nothing. */
+  router: "172.30.0.1",
   clusterCIDR: "10.244.0.0/16",
   serviceCIDR: "10.96.0.0/16",
 } as const;
@@ -386,7 +388,7 @@ function resolve(
     if (prior) fail(path, `name ${JSON.stringify(n)} is already used by ${prior}`);
     used.set(n, what);
   };
-  const addrs = new Map<string, string>();
+  const addrs = new Map<string, string>([[LAB_NET.router, "the segment's router"]]);
   const claimAddr = (ip: string, what: string, path: PropertyKey[]): void => {
     const prior = addrs.get(ip);
     if (prior) fail(path, `address ${ip} is already used by ${prior}`);

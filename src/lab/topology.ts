@@ -5,10 +5,11 @@ import { LAB_NET, type LabNode, type Scenario } from "./scenario.js";
  * The lab's network: one namespace per node, pod and external client, and one more holding the
  * bridge that joins the nodes (never the root namespace, which the lab does not touch).
  *
- *   <prefix>br          br0, with one port per node (bn<i>) and per external client (bc<j>)
+ *   <prefix>br          br0 (172.30.0.1, the nodes' default route, which forwards nothing),
+ *                       with one port per node (bn<i>) and per external client (bc<j>)
  *   <prefix>n-<node>    eth0 = node IP on the segment; vp<k> = veth to pod k, with the pod
  *                       CIDR's first address (/32) as the pods' gateway; routes to other nodes'
- *                       pod CIDRs via their node IP
+ *                       pod CIDRs via their node IP; default route via 172.30.0.1
  *   <prefix>p-<pod>     eth0 = pod IP/32, default route via the node's gateway address
  *   <prefix>c-<client>  eth0 = client IP on the segment (external clients)
  *
@@ -70,7 +71,14 @@ export async function buildTopology(scn: Scenario, prefix: string): Promise<Topo
     await sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1", true);
   }
 
-  const bridgeLines = ["link set lo up", "link add br0 type bridge", "link set br0 up"];
+  // The segment's router: an address without forwarding, so traffic that no rule translated
+  // leaves the node unchanged (visible on its egress, as on a real node) and ends there.
+  const bridgeLines = [
+    "link set lo up",
+    "link add br0 type bridge",
+    `addr add ${LAB_NET.router}/${LAB_NET.nodePrefix} dev br0`,
+    "link set br0 up",
+  ];
   const nodeLines = new Map<string, string[]>();
   const podLines = new Map<string, string[]>();
   const nodeByName = new Map(scn.nodes.map((n) => [n.name, n]));
@@ -90,6 +98,7 @@ export async function buildTopology(scn: Scenario, prefix: string): Promise<Topo
     for (const other of scn.nodes) {
       if (other.name !== node.name) lines.push(`route add ${other.podCIDR} via ${other.ip}`);
     }
+    lines.push(`route add default via ${LAB_NET.router}`);
     nodeLines.set(node.name, lines);
   }
   for (const pod of scn.pods) {

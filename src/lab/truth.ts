@@ -38,6 +38,11 @@ export interface TruthConnection {
   error: string | null;
   /** The same connection in the node's conntrack table at the end of the run, if still there. */
   conntrack: { endpoint: string; snat: string | null } | null;
+  /**
+   * Another connection of this trace used the same client ip:port to the same VIP (the kernel
+   * reuses ephemeral ports): tell them apart by time. Only the last has `conntrack`.
+   */
+  sharedTuple: boolean;
   /** The verdict an analysis should give, judged against the rules loaded on the node. */
   expectedVerdict: string;
 }
