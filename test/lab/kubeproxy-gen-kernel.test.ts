@@ -134,6 +134,52 @@ describe.skipIf(!isRoot || !hasIptables)(
       expect(inNs("iptables-save", ["-t", "nat"])).toContain("-j KUBE-NODEPORTS");
     });
 
+    it("really DNATs a ClusterIP connection to the endpoints and REJECTs a Service without endpoints", () => {
+      // One namespace is node, client and pods at once: endpoints are local addresses, the
+      // client connects from the namespace itself (nat OUTPUT → KUBE-SERVICES).
+      const sh = (args: string[]) => execFileSync("ip", ["netns", "exec", NS, ...args]);
+      sh(["ip", "link", "set", "lo", "up"]);
+      sh(["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+      sh(["ip", "addr", "add", "192.168.0.2/24", "dev", "v0"]);
+      sh(["ip", "link", "set", "v0", "up"]);
+      sh(["ip", "link", "set", "v1", "up"]);
+      sh(["ip", "route", "add", "172.30.0.0/16", "dev", "v0"]);
+      for (const ip of ["10.180.0.1", "10.180.0.11"])
+        sh(["ip", "addr", "add", `${ip}/32`, "dev", "lo"]);
+      const rules = generateIptablesRestore(
+        [
+          svc("ns1", "svc1", "172.30.0.41", {
+            endpoints: [ep("10.180.0.1", "n1"), ep("10.180.0.11", "n1")],
+          }),
+          svc("ns6", "svc6", "172.30.0.46", {}),
+        ],
+        node,
+      );
+      inNs("iptables-restore", [], rules);
+      const script = `
+        const net = require("node:net");
+        const serve = (ip) => new Promise((ok) => net.createServer((s) => s.end(ip)).listen(80, ip, ok));
+        const ask = (ip) => new Promise((ok) => {
+          const c = net.connect(80, ip); let got = "";
+          c.on("data", (d) => (got += d)); c.on("end", () => ok(got)); c.on("error", (e) => ok(e.code));
+        });
+        (async () => {
+          await serve("10.180.0.1"); await serve("10.180.0.11");
+          const answers = [];
+          for (let i = 0; i < 40; i++) answers.push(await ask("172.30.0.41"));
+          const rejected = await ask("172.30.0.46");
+          process.stdout.write(JSON.stringify({ answers, rejected }));
+          process.exit(0);
+        })();`;
+      const result = JSON.parse(inNs("node", ["-e", script])) as {
+        answers: string[];
+        rejected: string;
+      };
+      // Both endpoints answer (the chance that 40 connections miss one is 2^-39).
+      expect(new Set(result.answers)).toEqual(new Set(["10.180.0.1", "10.180.0.11"]));
+      expect(result.rejected).toBe("ECONNREFUSED");
+    });
+
     it("ip6tables-restore accepts an IPv6 rule set", () => {
       const v6: GenNode = { name: "n1", nodeIPs: ["fd00::2"], clusterCIDR: "fd00:10::/64" };
       const text = generateIptablesRestore(
