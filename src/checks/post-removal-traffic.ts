@@ -2,7 +2,7 @@ import type { Removal } from "./removals.js";
 import { findRemovals } from "./removals.js";
 import type { CheckContext, Finding } from "./types.js";
 import { defineCheck } from "./types.js";
-import { endpointText } from "./util.js";
+import { endpointText, findService } from "./util.js";
 
 type PostRemovalFinding = Extract<Finding, { check: "post-removal-traffic" }>;
 
@@ -55,7 +55,17 @@ export const postRemovalTraffic = defineCheck({
     for (const g of groups.values()) {
       const r = g.removal;
       const latency = g.last - r.removedAt;
-      const late = latency > ctx.options.graceSeconds;
+      // A dump taken after the removal that still has the rules makes it a stuck node, not
+      // a slow one, however soon after the removal the traffic came.
+      const stuck = ctx.rulesets.forNode(g.node).some((rs) => {
+        if (rs.takenAt <= r.removedAt) return false;
+        const sp = findService(rs, r.service);
+        if (sp === null) return false;
+        return (
+          r.endpoint === null || sp.endpoints.some((e) => endpointText(e.ip, e.port) === r.endpoint)
+        );
+      });
+      const late = stuck || latency > ctx.options.graceSeconds;
       const what =
         r.endpoint === null ? r.service : `removed endpoint ${r.endpoint} of ${r.service}`;
       out.push({

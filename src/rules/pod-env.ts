@@ -73,5 +73,5 @@ export function looksLikePodEnv(text: string): boolean {
   const lines = text.split("\n", 200).filter((l) => l.trim() !== "" && !l.startsWith("#"));
   if (lines.length === 0) return false;
   const ok = lines.filter((l) => NAME.test(l)).length;
-  return ok / lines.length > 0.9 && /^[A-Z0-9_]+_SERVICE_HOST=/m.test(text);
+  return ok / lines.length >= 0.75 && /^[A-Z0-9_]+_SERVICE_HOST=/m.test(text);
 }

@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest";
+import { affinity } from "../../src/checks/affinity.js";
+import { blackholedEndpoints } from "../../src/checks/blackholed-endpoints.js";
+import { noEndpoints } from "../../src/checks/no-endpoints.js";
+import { conn, context, ep, ruleset, snapshot, svc } from "./helpers.js";
+
+describe("no-endpoints", () => {
+  it("reports rejected traffic and whether clients saw the ICMP", () => {
+    const ctx = context({
+      connections: [
+        conn({ verdict: "rejected", endpoint: null, refusal: "icmp", answered: false }),
+        conn({ verdict: "rejected", endpoint: null, refusal: null, answered: false }),
+      ],
+    });
+    const found = noEndpoints.run(ctx);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ severity: "warning", service: "default/web:http" });
+    expect(found[0]?.evidence).toMatchObject({ connections: 2, answered: 1 });
+  });
+  it("is an error when the EndpointSlices had ready endpoints", () => {
+    const ctx = context({
+      inventory: [snapshot(0, [svc("default/web:http", { endpoints: [ep("10.244.2.5:8080")] })])],
+      connections: [conn({ verdict: "rejected", endpoint: null, refusal: "icmp" })],
+    });
+    expect(noEndpoints.run(ctx)[0]?.severity).toBe("error");
+  });
+  it("is quiet without rejected or dropped traffic", () => {
+    expect(noEndpoints.run(context({ connections: [conn()] }))).toEqual([]);
+  });
+});
+
+describe("blackholed-endpoints", () => {
+  it("reports an endpoint that never answers", () => {
+    const dead = { ip: "10.244.3.5", port: 8080 };
+    const ctx = context({
+      range: { from: 0, to: 2000 },
+      connections: [
+        conn({ start: 1, endpoint: dead, verdict: "blackholed", answered: false }),
+        conn({ start: 2, endpoint: dead, verdict: "blackholed", answered: false }),
+        conn({ start: 3, endpoint: dead, verdict: "blackholed", answered: false }),
+        conn({ start: 4 }),
+      ],
+    });
+    const found = blackholedEndpoints.run(ctx);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ severity: "error" });
+    expect(found[0]?.evidence).toMatchObject({
+      endpoint: "10.244.3.5:8080",
+      unanswered: 3,
+      connections: 3,
+    });
+  });
+  it("ignores a single lost answer and connections cut by the end of the capture", () => {
+    const ctx = context({
+      range: { from: 0, to: 100 },
+      connections: [
+        conn({ start: 1, verdict: "blackholed", answered: false }),
+        conn({ start: 2 }),
+        conn({ start: 99.5, verdict: "blackholed", answered: false }),
+        conn({ start: 99.6, verdict: "blackholed", answered: false }),
+      ],
+    });
+    expect(blackholedEndpoints.run(ctx)).toEqual([]);
+  });
+});
+
+describe("affinity", () => {
+  const sticky = svc("default/web:http", { affinityTimeout: 10800 });
+  const a = { ip: "10.244.1.5", port: 8080 };
+  const b = { ip: "10.244.2.5", port: 8080 };
+  const client = (port: number) => ({ ip: "10.244.1.10", port });
+  it("reports a client that switched endpoints within the timeout", () => {
+    const ctx = context({
+      rulesets: [ruleset(1, "n1", 0, [sticky])],
+      connections: [
+        conn({ start: 10, end: 11, client: client(1), endpoint: a }),
+        conn({ start: 20, end: 21, client: client(2), endpoint: a }),
+        conn({ start: 30, end: 31, client: client(3), endpoint: b }),
+      ],
+    });
+    const found = affinity.run(ctx);
+    expect(found).toHaveLength(1);
+    expect(found[0]?.evidence).toMatchObject({ violations: 1, clients: 1 });
+  });
+  it("allows a switch after the timeout and ignores Services without affinity", () => {
+    const short = svc("default/web:http", { affinityTimeout: 5 });
+    const conns = [
+      conn({ start: 10, end: 11, client: client(1), endpoint: a }),
+      conn({ start: 30, end: 31, client: client(2), endpoint: b }),
+    ];
+    expect(
+      affinity.run(context({ rulesets: [ruleset(1, "n1", 0, [short])], connections: conns })),
+    ).toEqual([]);
+    expect(
+      affinity.run(
+        context({ rulesets: [ruleset(1, "n1", 0, [svc("default/web:http")])], connections: conns }),
+      ),
+    ).toEqual([]);
+  });
+});
