@@ -160,8 +160,8 @@ describe.skipIf(!isRoot || !hasTools)(
       child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
       child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
       const code = await new Promise<number | string | null>((resolve) =>
-      child.on("close", (c, sig) => resolve(c ?? sig)),
-    );
+        child.on("close", (c, sig) => resolve(c ?? sig)),
+      );
       sender.kill();
       expect(code, stderr).toBe(0);
       expect(stdout).toMatch(/collected \d+ files/);
@@ -201,6 +201,16 @@ describe.skipIf(!isRoot || !hasTools)(
       expect(bundle.capture.packets).toBeGreaterThanOrEqual(5);
       expect(bundle.capture.droppedByKernel).toBe(0);
       expect(existsSync(join(out, "collect.log"))).toBe(true);
+
+      // The bundle goes into `svctrace ingest DIR` without flags.
+      const ingest = spawnSync("node", [binary, "ingest", "--db", join(dir, "trace.db"), out], {
+        encoding: "utf8",
+      });
+      expect(ingest.status, ingest.stderr).toBe(0);
+      expect(ingest.stdout + ingest.stderr).toMatch(/capture\.pcap: pcap, node n1/);
+      expect(ingest.stdout + ingest.stderr).toMatch(
+        /iptables-\d{8}T\d{6}Z\.save: iptables-save, node n1/,
+      );
     });
   },
 );
