@@ -1,8 +1,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Simulator, type SimResult } from "../../src/netfilter/index.js";
-import { type GenNode, type GenServicePort, generateIptablesRestore } from "../../src/lab/kubeproxy-gen.js";
+import {
+  type GenNode,
+  type GenServicePort,
+  generateIptablesRestore,
+} from "../../src/lab/kubeproxy-gen.js";
+import { type SimResult, Simulator } from "../../src/netfilter/index.js";
 import { parseIptablesSave } from "../../src/rules/iptables-save.js";
 import {
   expectedTokens,
@@ -43,7 +47,8 @@ export function expectKernelAgrees(r: SimResult, c: FlowCase): void {
   const o = r.outcomes;
   expect(totalProbability(o)).toBeCloseTo(1, 9);
   if (c.output === "") {
-    for (const x of o) expect(x).toMatchObject({ verdict: "ACCEPT", decidedBy: "policy", endpoint: null });
+    for (const x of o)
+      expect(x).toMatchObject({ verdict: "ACCEPT", decidedBy: "policy", endpoint: null });
     return;
   }
   if (["ACCEPT", "DROP", "REJECT"].includes(c.output)) {
@@ -61,11 +66,16 @@ export function expectKernelAgrees(r: SimResult, c: FlowCase): void {
 }
 
 for (const suite of suites) {
-  const text = generateIptablesRestore(suite.services, suite.node, {}, {
-    masqueradeMark: "0x4000",
-    randomFully: false,
-    nfacct: true,
-  });
+  const text = generateIptablesRestore(
+    suite.services,
+    suite.node,
+    {},
+    {
+      masqueradeMark: "0x4000",
+      randomFully: false,
+      nfacct: true,
+    },
+  );
   const sim = new Simulator(parseIptablesSave(text, { source: suite.test }), {
     localAddresses: upstreamLocalIPs,
   });
