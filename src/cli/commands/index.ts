@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerAnalyze } from "./analyze.js";
+import { registerCapture } from "./capture.js";
 import { registerCollect } from "./collect.js";
 import { registerConnections } from "./connections.js";
 import { registerDemo } from "./demo.js";
@@ -17,6 +18,7 @@ export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [
   registerAnalyze,
+  registerCapture,
   registerCollect,
   registerConnections,
   registerDemo,
