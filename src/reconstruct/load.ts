@@ -86,52 +86,10 @@ export function loadAnalysis(db: Db): AnalysisData {
     }
     lastFull.set(stored.node, rs);
     parsed.set(stored.id, rs);
-    const model = extractKubeModel(rs);
-    const theRules = rs;
-    rulesets.push({
-      id: stored.id,
-      node: stored.node,
-      takenAt: stored.takenAt ?? rs.takenAt ?? 0,
-      services: model.services,
-      orphanChains: model.orphanChains,
-      chainRules: (chain) => chainRuleLines(theRules, chain),
-    });
+    rulesets.push(ruleSetView(stored.id, stored.node, stored.takenAt ?? rs.takenAt ?? 0, rs));
   }
 
-  const sims = new Map<number, NetfilterSimulator>();
-  const simulator: Simulator = {
-    simulate(rulesetId: number, hook: Hook, p: SimPacket): SimResult {
-      let sim = sims.get(rulesetId);
-      if (sim === undefined) {
-        const rs = parsed.get(rulesetId);
-        const view = rulesets.find((r) => r.id === rulesetId);
-        if (rs === undefined || view === undefined) return { outcomes: [], unmodelled: [] };
-        sim = new NetfilterSimulator(rs, { localAddresses: addrs.get(view.node) ?? [] });
-        sims.set(rulesetId, sim);
-      }
-      const res = sim.trace(
-        { proto: p.proto, src: p.srcIp, sport: p.srcPort, dst: p.dstIp, dport: p.dstPort },
-        { hook },
-      );
-      return {
-        outcomes: res.outcomes.map((o: Outcome) => ({
-          verdict: o.verdict,
-          endpoint: o.endpoint,
-          probability: o.probability,
-          masquerade: o.masquerade,
-          snat: o.snat,
-          path: o.path.map((s) => ({
-            table: s.table,
-            chain: s.chain,
-            index: s.index,
-            line: s.line,
-            rule: s.rule,
-          })),
-        })),
-        unmodelled: res.unmodelled.map((u) => `${u.what} (${u.table} ${u.chain} line ${u.line})`),
-      };
-    },
-  };
+  const simulator = netfilterSimulator(parsed, rulesets, addrs);
 
   const ifaceNames = new Map<string, string | null>();
   for (const i of listInterfaces(db)) ifaceNames.set(`${i.captureId}|${i.idx}`, i.name);
@@ -246,6 +204,64 @@ export function loadAnalysis(db: Db): AnalysisData {
         };
       }
     },
+  };
+}
+
+/**
+ * The netfilter simulator behind reconstruction's narrow `Simulator` interface: one compiled
+ * simulator per rule set (made on first use), with the node's addresses as local addresses.
+ */
+export function netfilterSimulator(
+  parsed: ReadonlyMap<number, RuleSet>,
+  views: readonly RuleSetView[],
+  addrs: ReadonlyMap<string, string[]>,
+): Simulator {
+  const sims = new Map<number, NetfilterSimulator>();
+  return {
+    simulate(rulesetId: number, hook: Hook, p: SimPacket): SimResult {
+      let sim = sims.get(rulesetId);
+      if (sim === undefined) {
+        const rs = parsed.get(rulesetId);
+        const view = views.find((r) => r.id === rulesetId);
+        if (rs === undefined || view === undefined) return { outcomes: [], unmodelled: [] };
+        sim = new NetfilterSimulator(rs, { localAddresses: addrs.get(view.node) ?? [] });
+        sims.set(rulesetId, sim);
+      }
+      const res = sim.trace(
+        { proto: p.proto, src: p.srcIp, sport: p.srcPort, dst: p.dstIp, dport: p.dstPort },
+        { hook },
+      );
+      return {
+        outcomes: res.outcomes.map((o: Outcome) => ({
+          verdict: o.verdict,
+          endpoint: o.endpoint,
+          probability: o.probability,
+          masquerade: o.masquerade,
+          snat: o.snat,
+          path: o.path.map((step) => ({
+            table: step.table,
+            chain: step.chain,
+            index: step.index,
+            line: step.line,
+            rule: step.rule,
+          })),
+        })),
+        unmodelled: res.unmodelled.map((u) => `${u.what} (${u.table} ${u.chain} line ${u.line})`),
+      };
+    },
+  };
+}
+
+/** A parsed rule set as the analysis sees it. */
+export function ruleSetView(id: number, node: string, takenAt: number, rs: RuleSet): RuleSetView {
+  const model = extractKubeModel(rs);
+  return {
+    id,
+    node,
+    takenAt,
+    services: model.services,
+    orphanChains: model.orphanChains,
+    chainRules: (chain) => chainRuleLines(rs, chain),
   };
 }
 
