@@ -9,7 +9,7 @@
  * Topology hints are not modelled: every ready endpoint is eligible on every node.
  */
 
-import { createHash } from "node:crypto";
+import { endpointChainName, portProtoHash } from "../rules/kube-names.js";
 import { InputError } from "../util/errors.js";
 import {
   cidrContains,
@@ -100,44 +100,13 @@ export const LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000;
 const LOCALHOST_NODEPORTS_COUNTER = "localhost_nps_accepted_pkts";
 const INVALID_DROPPED_COUNTER = "ct_state_invalid_dropped_pkts";
 
-// RFC 4648 base32, as Go's base32.StdEncoding.
-const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-function base32Prefix16(bytes: Uint8Array): string {
-  // 16 characters are 80 bits: the first 10 bytes suffice.
-  let out = "";
-  let buffer = 0;
-  let bits = 0;
-  for (let i = 0; i < 10; i++) {
-    buffer = ((buffer << 8) | (bytes[i] ?? 0)) & 0xffff;
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      out += BASE32[(buffer >> bits) & 31];
-    }
-  }
-  return out;
-}
-
-function hash16(text: string): string {
-  return base32Prefix16(createHash("sha256").update(text, "utf8").digest());
-}
-
-// TODO: switch to src/rules/kube-names.ts (the rules engineer's hash functions) when it lands.
 /** "ns/name:port", or "ns/name" for an unnamed port (proxy.ServicePortName.String()). */
 export function servicePortNameString(namespace: string, name: string, portName: string): string {
   return portName === "" ? `${namespace}/${name}` : `${namespace}/${name}:${portName}`;
 }
 
-/** The 16-character hash shared by KUBE-SVC-, KUBE-SVL-, KUBE-EXT- and KUBE-FW- chains. */
-export function portProtoHash(svcPortName: string, protocol: string): string {
-  return hash16(svcPortName + protocol.toLowerCase());
-}
-
-/** KUBE-SEP- chain of one endpoint; `endpoint` is "ip:port" or "[ip6]:port". */
-export function endpointChainName(svcPortName: string, protocol: string, endpoint: string): string {
-  return `KUBE-SEP-${hash16(svcPortName + protocol.toLowerCase() + endpoint)}`;
-}
+// The chain names come from the rules module, so generator and parser can never disagree.
+export { endpointChainName, portProtoHash };
 
 /** `%0.10f` of 1/n, as kube-proxy's computeProbability. */
 export function computeProbability(n: number): string {
