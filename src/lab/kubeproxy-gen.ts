@@ -110,6 +110,9 @@ export { endpointChainName, portProtoHash };
 
 /** `%0.10f` of 1/n, as kube-proxy's computeProbability. */
 export function computeProbability(n: number): string {
+  // Both Go and toFixed round the exact binary value; they differ only on an exact tie, where Go
+  // rounds half to even and toFixed up. 1/n is an exact tie at 10 decimals only for n = 2^11.
+  if (n === 2048) return "0.0004882812";
   return (1 / n).toFixed(10);
 }
 

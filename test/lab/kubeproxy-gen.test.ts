@@ -132,6 +132,9 @@ describe("kube-proxy chain names", () => {
     expect(computeProbability(2)).toBe("0.5000000000");
     expect(computeProbability(3)).toBe("0.3333333333");
     expect(computeProbability(7)).toBe("0.1428571429");
+    // 1/2048 = 0.00048828125 exactly: Go's %0.10f rounds the tie to even.
+    expect(computeProbability(2048)).toBe("0.0004882812");
+    expect(computeProbability(1000)).toBe("0.0010000000");
   });
 });
 
