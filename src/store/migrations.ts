@@ -240,6 +240,19 @@ CREATE TABLE documents (
 );
 `;
 
+/**
+ * Random-keyed indexes (community_id, addresses) cost more at ingest than the whole rest of the
+ * leg insert, and the readers (reconstruct, `svctrace legs`) walk legs and translations in time
+ * order; an index on time is nearly append-only since legs are written as they close.
+ */
+const timeIndexes = `
+DROP INDEX legs_resp;
+DROP INDEX legs_community;
+DROP INDEX translations_pre_dst;
+CREATE INDEX legs_time ON legs (first_ts);
+CREATE INDEX translations_time ON translations (first_ts);
+`;
+
 /** Applied in order; the index + 1 is the `user_version` after it. Append only. */
 export const migrations: readonly Migration[] = [
   {
@@ -251,4 +264,5 @@ export const migrations: readonly Migration[] = [
     sql: rulesConntrackInventory,
   },
   { name: "connections, connection_legs, findings, analysis_runs", sql: analysisSchema },
+  { name: "leg and translation indexes by time instead of by address", sql: timeIndexes },
 ];
