@@ -5,6 +5,7 @@ import { reconstruct } from "../reconstruct/reconstruct.js";
 import type { Connection } from "../reconstruct/types.js";
 import { AnalysisWriter, iterateConnections } from "../store/analysis-schema.js";
 import type { Db } from "../store/index.js";
+import { openDb } from "../store/index.js";
 import { runChecks } from "./index.js";
 import type { CheckContext, CheckOptions, Finding, Severity } from "./types.js";
 import { DEFAULT_CHECK_OPTIONS } from "./types.js";
@@ -33,7 +34,18 @@ export interface AnalyzeSummary {
  */
 export function analyze(db: Db, options: AnalyzeOptions = {}): AnalyzeSummary {
   const t0 = performance.now();
-  const data = loadAnalysis(db);
+  // Legs and translations stream from a second connection: SQLite does not let one connection
+  // write (the connections) while a statement of it is still iterating (the legs).
+  const reader = db.memory ? null : openDb(db.name, { readonly: true });
+  try {
+    return run(db, reader ?? db, options, t0);
+  } finally {
+    reader?.close();
+  }
+}
+
+function run(db: Db, reader: Db, options: AnalyzeOptions, t0: number): AnalyzeSummary {
+  const data = loadAnalysis(reader);
   const rulesets = new RuleSetTimeline(data.rulesets);
   const inventory = new InventoryTimeline(data.inventory);
   const services = new ServiceIndex(data.nodes, [

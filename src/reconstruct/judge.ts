@@ -176,7 +176,8 @@ export class Judge {
       if (step.table !== "nat" && step.table !== "filter") continue;
       // Built-in hook chains are implied by `hook`; the path names kube-proxy's chains.
       if (BUILTIN_CHAINS.has(step.chain)) continue;
-      if (path[path.length - 1] !== step.chain) path.push(step.chain);
+      // A chain re-entered after a jump returns (KUBE-MARK-MASQ) is named once.
+      if (!path.includes(step.chain)) path.push(step.chain);
     }
 
     const legIds: number[] = [];

@@ -1,0 +1,115 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { analyze } from "../../src/checks/analyze.js";
+import { ingestPaths } from "../../src/ingest/ingest.js";
+import type { ExpectedFile, TruthFile } from "../../src/lab/truth.js";
+import {
+  iterateConnections,
+  listFindings,
+  type StoredConnection,
+} from "../../src/store/analysis-schema.js";
+import { openDb } from "../../src/store/db.js";
+import { listCaptures } from "../../src/store/queries.js";
+
+// Every lab bundle in traces/: ingest, analyze, and hold the result against the kernel's truth
+// (truth.json) and the faults the scenario injected (expected.json).
+const traces = join(import.meta.dirname, "..", "..", "traces");
+const bundles = existsSync(traces)
+  ? readdirSync(traces).filter(
+      (d) =>
+        existsSync(join(traces, d, "truth.json")) && existsSync(join(traces, d, "expected.json")),
+    )
+  : [];
+
+const RANK = { error: 0, warning: 1, info: 2 } as const;
+const tmp = mkdtempSync(join(tmpdir(), "svctrace-bundles-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const ap = (x: { ip: string; port: number } | null) => (x === null ? null : `${x.ip}:${x.port}`);
+
+describe.skipIf(bundles.length === 0)("lab bundles", () => {
+  for (const name of bundles) {
+    describe(name, async () => {
+      const truth = JSON.parse(readFileSync(join(traces, name, "truth.json"), "utf8")) as TruthFile;
+      const expected = JSON.parse(
+        readFileSync(join(traces, name, "expected.json"), "utf8"),
+      ) as ExpectedFile;
+      const db = openDb(join(tmp, `${name}.db`));
+      await ingestPaths(db, [join(traces, name)]);
+      const summary = analyze(db);
+      const conns: StoredConnection[] = [...iterateConnections(db)];
+      const findings = listFindings(db);
+      // What each node's capture covered: a connection outside it cannot be reconstructed.
+      const covered = new Map<string, { from: number; to: number }>();
+      for (const c of listCaptures(db)) {
+        if (c.node !== null && c.firstTs !== null && c.lastTs !== null)
+          covered.set(c.node, { from: c.firstTs, to: c.lastTs });
+      }
+      db.close();
+      const byKey = new Map<string, StoredConnection[]>();
+      for (const c of conns) {
+        const k = `${c.proto}|${ap(c.client)}|${ap(c.vip)}`;
+        byKey.set(k, [...(byKey.get(k) ?? []), c]);
+      }
+      const captured = truth.connections.filter((t) => {
+        const span = covered.get(t.node);
+        return span !== undefined && t.start >= span.from && t.end <= span.to;
+      });
+
+      it("reconstructs every captured connection once, with the endpoint the kernel chose", () => {
+        const problems: string[] = [];
+        for (const t of captured) {
+          const mine = (byKey.get(`${t.proto}|${t.client}|${t.vip}`) ?? []).filter(
+            (c) => Math.abs(c.start - t.start) < 2,
+          );
+          if (mine.length !== 1) {
+            problems.push(`truth #${t.id} ${t.client} -> ${t.vip}: ${mine.length} connections`);
+            continue;
+          }
+          const c = mine[0]!;
+          if (t.endpoint !== null && ap(c.endpoint) !== t.endpoint) {
+            problems.push(
+              `truth #${t.id} ${t.client} -> ${t.vip}: endpoint ${ap(c.endpoint)} instead of ${t.endpoint}`,
+            );
+          }
+          if (c.node !== t.node)
+            problems.push(`truth #${t.id}: node ${c.node} instead of ${t.node}`);
+          if (c.verdict !== t.expectedVerdict) {
+            problems.push(
+              `truth #${t.id} ${t.client} -> ${t.vip}: verdict ${c.verdict} instead of ${t.expectedVerdict}`,
+            );
+          }
+        }
+        expect(problems).toEqual([]);
+        expect(captured.length).toBeGreaterThan(0);
+        expect(summary.connections).toBeLessThanOrEqual(truth.connections.length);
+      });
+
+      it("reports every injected fault with the right check", () => {
+        const missing = expected.findings.filter(
+          (e) =>
+            !findings.some(
+              (f) =>
+                f.check === e.check &&
+                (e.service === null || f.service === e.service) &&
+                (e.node === null || f.node === e.node) &&
+                RANK[f.severity] <= RANK[e.severity],
+            ),
+        );
+        expect(missing).toEqual([]);
+      });
+
+      it.runIf(expected.findings.length === 0)(
+        "reports no warnings or errors on a clean scenario",
+        () => {
+          const loud = findings
+            .filter((f) => f.severity !== "info")
+            .map((f) => `${f.check}: ${f.summary}`);
+          expect(loud).toEqual([]);
+        },
+      );
+    });
+  }
+});
