@@ -214,3 +214,29 @@ describe.skipIf(!isRoot || !hasTools)(
     });
   },
 );
+
+describe("svctrace collect command line", () => {
+  it("rejects a bad duration with exit code 2 and a one-line reason", () => {
+    const r = spawnSync(
+      "node",
+      [binary, "collect", "--duration", "soon", "--out", "/nonexistent/x"],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--duration "soon": expected e\.g\. 60s/);
+  });
+
+  it("rejects an unknown capture engine", () => {
+    const r = spawnSync(
+      "node",
+      [binary, "collect", "--capture", "wireshark", "--out", "/nonexistent/x"],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--capture "wireshark"/);
+  });
+});

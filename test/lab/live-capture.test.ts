@@ -1,4 +1,6 @@
+import { spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   interfaceIndexMap,
@@ -110,3 +112,25 @@ describe.skipIf(!isRoot || !hasCap)(
     });
   },
 );
+
+describe("svctrace capture command line", () => {
+  const binary = join(import.meta.dirname, "..", "..", "dist", "src", "cli", "main.js");
+
+  it("needs exactly one of --write and --db", () => {
+    const none = spawnSync("node", [binary, "capture", "--count", "1"], { encoding: "utf8" });
+    expect(none.status).toBe(2);
+    expect(none.stderr).toMatch(/exactly one of --write FILE\.pcapng or --db FILE/);
+    const both = spawnSync("node", [binary, "capture", "--write", "a.pcapng", "--db", "a.db"], {
+      encoding: "utf8",
+    });
+    expect(both.status).toBe(2);
+  });
+
+  it("rejects a bad count", () => {
+    const r = spawnSync("node", [binary, "capture", "--count", "lots", "--write", "a.pcapng"], {
+      encoding: "utf8",
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--count "lots"/);
+  });
+});
