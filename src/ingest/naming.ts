@@ -3,7 +3,7 @@ import { parseTimeArg } from "../util/time.js";
 
 /**
  * The node a file belongs to, when the user did not say (`--node` always wins):
- * 1. inside a bundle, `nodes/<node>/…` → `<node>`;
+ * 1. inside a bundle, `nodes/<node>/…` → `<node>` (and a lab's `clients/<client>/…` → `<client>`);
  * 2. else the file's base name up to its first `.`: `node1.pcap.gz` → `node1`,
  *    `worker-2.iptables` → `worker-2`. Node names with dots need `--node` or the bundle layout.
  * Files that belong to no node (inventory JSON) get null from the caller, not from here.
@@ -11,7 +11,8 @@ import { parseTimeArg } from "../util/time.js";
 export function nodeFromPath(path: string): string {
   const parts = path.split(sep).filter((p) => p !== "");
   for (let i = parts.length - 3; i >= 0; i--) {
-    if (parts[i] === "nodes" && parts[i + 1] !== undefined) return parts[i + 1]!;
+    if ((parts[i] === "nodes" || parts[i] === "clients") && parts[i + 1] !== undefined)
+      return parts[i + 1]!;
   }
   const base = basename(path);
   const dot = base.indexOf(".");

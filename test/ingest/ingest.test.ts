@@ -178,6 +178,36 @@ describe("ingestPaths: rule dumps, conntrack and inventory", () => {
     db2.close();
   });
 
+  it("prefers a bundle file name's finer time when it names the header's second", async () => {
+    const nodeDir = join(dir, "nodes", "n9");
+    mkdirSync(nodeDir, { recursive: true });
+    const text = readFileSync(join(fixtures, "node1.iptables"), "utf8");
+    const header = /on \w+ (\w+) +(\d+) (\d\d):(\d\d):(\d\d) (\d{4})/.exec(text)!;
+    const months = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    const t =
+      Date.UTC(
+        Number(header[6]),
+        months.indexOf(header[1]!) / 3,
+        Number(header[2]),
+        Number(header[3]),
+        Number(header[4]),
+        Number(header[5]),
+      ) / 1000;
+    const compact = new Date(t * 1000 + 250).toISOString().replace(/[-:]/g, "");
+    writeFileSync(join(nodeDir, `iptables-${compact}.save`), text);
+    // Same content, another time in the name: the header wins.
+    writeFileSync(join(nodeDir, "iptables-20200101T000000Z.save"), `${text}\n`);
+    await ingestPaths(db, [join(dir, "nodes")]);
+    expect(
+      listRuleSets(db)
+        .map((r) => [r.node, r.takenAt])
+        .sort(),
+    ).toEqual([
+      ["n9", t],
+      ["n9", t + 0.25],
+    ]);
+  });
+
   it("stores conntrack tuples, and warns when a snapshot has no time", async () => {
     const s = await ingestPaths(db, [place("node1.conntrack")]);
     expect(s.warnings).toEqual([

@@ -10,6 +10,10 @@ describe("nodeFromPath", () => {
     );
   });
 
+  it("takes a lab client's name from clients/<client>/", () => {
+    expect(nodeFromPath(join("b", "clients", "ext", "ext.pcap"))).toBe("ext");
+  });
+
   it("else the file name up to its first dot", () => {
     expect(nodeFromPath("node1.pcap.gz")).toBe("node1");
     expect(nodeFromPath(join("/tmp", "worker-2.iptables"))).toBe("worker-2");
