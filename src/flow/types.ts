@@ -57,7 +57,12 @@ export interface LegRecord {
   /** Fingerprint of the originator's first packet (IPv4 ID / TCP seq / payload hash), hex. */
   fingerprint: string;
   /** Outer addresses when the leg was seen inside a tunnel (VXLAN, Geneve, IP-in-IP); else null. */
-  tunnel: { kind: "vxlan" | "geneve" | "ipip"; outerSrc: string; outerDst: string; vni: number | null } | null;
+  tunnel: {
+    kind: "vxlan" | "geneve" | "ipip";
+    outerSrc: string;
+    outerDst: string;
+    vni: number | null;
+  } | null;
   /** ICMP errors that quoted a packet of this leg (port unreachable, …), counted by type/code "3/3". */
   icmpErrors: Record<string, number>;
 }

@@ -1,0 +1,713 @@
+import {
+  DIR_IN,
+  DIR_OUT,
+  DIR_UNKNOWN,
+  FRAG_LATER,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_SCTP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  type Packet,
+  TCP_ACK,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SYN,
+  TUNNEL_GENEVE,
+  TUNNEL_NONE,
+  TUNNEL_VXLAN,
+} from "../decode/packet.js";
+import { formatIPv4, formatIPv6 } from "../util/ip.js";
+import { communityId, icmpCounterpart, ipv4Bytes } from "./community-id.js";
+import {
+  HIST_A,
+  HIST_D,
+  HIST_F,
+  HIST_H,
+  HIST_R,
+  HIST_S,
+  HISTORY_LETTERS,
+  TCP_CLOSED,
+  TCP_ESTABLISHED,
+  TCP_INACTIVE,
+  TCP_PARTIAL,
+  TCP_RESET,
+  TCP_SYN_ACK_SENT,
+  TCP_SYN_SENT,
+  tcpConnState,
+  UDP_ACTIVE,
+  udpConnState,
+} from "./conn-state.js";
+import { fingerprint, fp2 } from "./fingerprint.js";
+import type { LegRecord, TranslationRecord, Tuple } from "./types.js";
+
+/**
+ * The flow table: one leg per (interface, protocol, address:port pair), both directions, keyed
+ * by a numeric symmetric hash with collision chains (no string keys on the hot path), plus the
+ * translation detector that matches ingress and egress copies of the same packet.
+ *
+ * Memory is bounded by live legs: legs sit in LRU lists by timeout class and are closed (emitted
+ * and dropped) as capture time passes their idle timeout.
+ */
+
+export interface FlowSink {
+  leg(rec: LegRecord): void;
+  translation(rec: TranslationRecord): void;
+}
+
+export interface FlowTableOptions {
+  /** Seconds without a packet before a UDP (or other non-TCP) leg ends. Default 120. */
+  udpIdleTimeout?: number;
+  /** Seconds without a packet before an open TCP leg ends. Default 300 (Zeek's). */
+  tcpIdleTimeout?: number;
+  /** Seconds a closed (FIN both ways, or RST) TCP leg is kept for stragglers. Default 5. */
+  closedLinger?: number;
+  /** Seconds an ingress packet waits for its egress copy. Default 1. */
+  translationWindow?: number;
+}
+
+const LIST_OPEN_TCP = 0;
+const LIST_OTHER = 1;
+const LIST_CLOSED = 2;
+
+class Translation {
+  packets = 0;
+  firstTs: number;
+  lastTs: number;
+  constructor(
+    readonly post: Leg,
+    readonly interfaceIn: number,
+    readonly interfaceOut: number,
+    readonly pre: Tuple,
+    readonly postTuple: Tuple,
+    readonly kind: "dnat" | "snat" | "both",
+    ts: number,
+  ) {
+    this.firstTs = ts;
+    this.lastTs = ts;
+  }
+}
+
+export class Leg {
+  bucketNext: Leg | null = null;
+  lruPrev: Leg | null = null;
+  lruNext: Leg | null = null;
+  list = -1;
+  closed = false;
+  o4 = 0;
+  r4 = 0;
+  o6: Uint8Array | null = null;
+  r6: Uint8Array | null = null;
+  oPort = 0;
+  rPort = 0;
+  firstTs = 0;
+  lastTs = 0;
+  oPkts = 0;
+  oBytes = 0;
+  rPkts = 0;
+  rBytes = 0;
+  oState = 0;
+  rState = 0;
+  histMask = 0;
+  history = "";
+  direction = DIR_UNKNOWN;
+  fingerprint = 0;
+  tunnel: LegRecord["tunnel"] = null;
+  icmpErrors: Record<string, number> | null = null;
+  translations: Translation[] | null = null;
+  constructor(
+    readonly hash: number,
+    readonly ifId: number,
+    readonly proto: number,
+    readonly ver: number,
+    readonly hasPorts: boolean,
+  ) {}
+}
+
+function mixHash(h: number, v: number): number {
+  h = Math.imul(h ^ v, 0x9e3779b1);
+  return h ^ (h >>> 16);
+}
+
+function endpointHash4(addr: number, port: number): number {
+  return mixHash(mixHash(0x2545f491, addr | 0), port);
+}
+
+function endpointHash6(d: Uint8Array, off: number, port: number): number {
+  let h = 0x2545f491;
+  for (let i = 0; i < 16; i += 4) {
+    h = mixHash(
+      h,
+      (d[off + i]! << 24) | (d[off + i + 1]! << 16) | (d[off + i + 2]! << 8) | d[off + i + 3]!,
+    );
+  }
+  return mixHash(h, port);
+}
+
+function eq6(a: Uint8Array, d: Uint8Array, off: number): boolean {
+  for (let i = 0; i < 16; i++) if (a[i] !== d[off + i]) return false;
+  return true;
+}
+
+function bytesEq(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export class FlowTable {
+  private readonly buckets = new Map<number, Leg>();
+  private readonly heads: (Leg | null)[] = [null, null, null];
+  private readonly tails: (Leg | null)[] = [null, null, null];
+  private readonly timeouts: number[];
+  private nextSweep = 0;
+  private live = 0;
+  /** Legs emitted so far. */
+  legsEmitted = 0;
+  translationsEmitted = 0;
+
+  // The tuple being looked up (packet or ICMP-quoted), set by the caller of find().
+  private kData: Uint8Array = new Uint8Array(0);
+  private kVer = 0;
+  private kSrc4 = 0;
+  private kDst4 = 0;
+  private kSrc6 = -1;
+  private kDst6 = -1;
+  private kSport = 0;
+  private kDport = 0;
+  private kProto = 0;
+  private kHasPorts = false;
+  private fromOrig = false;
+
+  // Translation window: a ring of recent ingress (or undirected) packets, indexed by fingerprint.
+  private readonly ringSize = 1 << 16;
+  private readonly ringFp = new Int32Array(this.ringSize).fill(-1);
+  private readonly ringFp2 = new Int32Array(this.ringSize);
+  private readonly ringTs = new Float64Array(this.ringSize);
+  private readonly ringLeg: (Leg | null)[] = new Array(this.ringSize).fill(null);
+  private readonly ringFromOrig = new Uint8Array(this.ringSize);
+  private readonly ringDir = new Uint8Array(this.ringSize);
+  private ringNext = 0;
+  private readonly fpIndex = new Map<number, number>();
+  private readonly window: number;
+
+  constructor(
+    private readonly sink: FlowSink,
+    options: FlowTableOptions = {},
+  ) {
+    this.timeouts = [
+      options.tcpIdleTimeout ?? 300,
+      options.udpIdleTimeout ?? 120,
+      options.closedLinger ?? 5,
+    ];
+    this.window = options.translationWindow ?? 1;
+  }
+
+  get liveLegs(): number {
+    return this.live;
+  }
+
+  /** Account one decoded packet at capture time `ts` (epoch seconds) on interface `ifId`. */
+  add(p: Packet, ts: number, ifId: number): void {
+    if (ts >= this.nextSweep) {
+      this.sweep(ts);
+      this.nextSweep = ts + 1;
+    }
+    if (p.ipVersion === 0 || p.fragment === FRAG_LATER || p.proto < 0) return;
+    const proto = p.proto;
+    if (p.quoted) {
+      this.attachIcmpError(p, ifId);
+      return;
+    }
+    let sport = 0;
+    let dport = 0;
+    let hasPorts = true;
+    if (p.hasPorts) {
+      sport = p.srcPort;
+      dport = p.dstPort;
+    } else if (proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_SCTP) {
+      return; // transport header cut: already an anomaly, no tuple to file it under
+    } else if ((proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6) && p.icmpType >= 0) {
+      const cp = icmpCounterpart(proto, p.icmpType);
+      sport = p.icmpType;
+      dport = cp >= 0 ? cp : p.icmpCode;
+    } else {
+      hasPorts = false;
+    }
+    this.kData = p.data;
+    this.kVer = p.ipVersion;
+    this.kSrc4 = p.src4;
+    this.kDst4 = p.dst4;
+    this.kSrc6 = p.src6;
+    this.kDst6 = p.dst6;
+    this.kSport = sport;
+    this.kDport = dport;
+    this.kProto = proto;
+    this.kHasPorts = hasPorts;
+    const h = this.hashKey(ifId);
+    let leg = this.find(h, ifId);
+    const isTcp = proto === IPPROTO_TCP;
+    const flags = p.tcpFlags;
+    if (leg !== null) {
+      const idle = ts - leg.lastTs > this.timeouts[leg.list]!;
+      const reuse =
+        isTcp &&
+        (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN &&
+        (leg.oState >= TCP_CLOSED || leg.rState >= TCP_CLOSED);
+      if (idle || reuse) {
+        this.close(leg);
+        leg = null;
+      }
+    }
+    let fromOrig = this.fromOrig;
+    if (leg === null) {
+      leg = this.create(h, ifId, p, ts);
+      fromOrig = true;
+      // A SYN-ACK first: its receiver opened the connection (Zeek flips and notes "^").
+      if (isTcp && (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
+        this.flip(leg);
+        fromOrig = false;
+        leg.history = "^";
+      } else {
+        leg.direction = p.direction;
+      }
+    }
+    leg.lastTs = ts;
+    const bytes = p.wirePayloadLen;
+    if (fromOrig) {
+      if (leg.oPkts === 0) {
+        leg.fingerprint = fingerprint(p);
+        leg.direction = p.direction;
+      }
+      leg.oPkts++;
+      leg.oBytes += bytes;
+    } else {
+      leg.rPkts++;
+      leg.rBytes += bytes;
+    }
+    if (isTcp) this.tcpUpdate(leg, fromOrig, flags, bytes);
+    else {
+      if (fromOrig) leg.oState = UDP_ACTIVE;
+      else leg.rState = UDP_ACTIVE;
+      if (bytes > 0) this.hist(leg, fromOrig, HIST_D);
+    }
+    this.touch(leg, this.listOf(leg));
+    this.detectTranslation(p, leg, fromOrig, ts, ifId);
+  }
+
+  /** Close every live leg (end of capture). */
+  flush(): void {
+    for (let list = 0; list < 3; list++) {
+      while (this.heads[list] !== null) this.close(this.heads[list]!);
+    }
+    this.fpIndex.clear();
+    this.ringLeg.fill(null);
+  }
+
+  private sweep(now: number): void {
+    for (let list = 0; list < 3; list++) {
+      const limit = now - this.timeouts[list]!;
+      let leg = this.heads[list] ?? null;
+      while (leg !== null && leg.lastTs < limit) {
+        const next = leg.lruNext;
+        this.close(leg);
+        leg = next;
+      }
+    }
+  }
+
+  private hashKey(ifId: number): number {
+    let a: number;
+    let b: number;
+    if (this.kVer === 4) {
+      a = endpointHash4(this.kSrc4, this.kSport);
+      b = endpointHash4(this.kDst4, this.kDport);
+    } else {
+      a = endpointHash6(this.kData, this.kSrc6, this.kSport);
+      b = endpointHash6(this.kData, this.kDst6, this.kDport);
+    }
+    // Adding the two endpoint hashes makes the key the same in both directions.
+    return (mixHash(ifId * 257 + this.kProto, (a + b) | 0) & 0x3fffffff) >>> 0;
+  }
+
+  private find(h: number, ifId: number): Leg | null {
+    let leg = this.buckets.get(h) ?? null;
+    const v4 = this.kVer === 4;
+    while (leg !== null) {
+      if (leg.ifId === ifId && leg.proto === this.kProto && leg.ver === this.kVer) {
+        if (v4) {
+          if (
+            leg.o4 === this.kSrc4 &&
+            leg.oPort === this.kSport &&
+            leg.r4 === this.kDst4 &&
+            leg.rPort === this.kDport
+          ) {
+            this.fromOrig = true;
+            return leg;
+          }
+          if (
+            leg.o4 === this.kDst4 &&
+            leg.oPort === this.kDport &&
+            leg.r4 === this.kSrc4 &&
+            leg.rPort === this.kSport
+          ) {
+            this.fromOrig = false;
+            return leg;
+          }
+        } else {
+          const d = this.kData;
+          if (
+            leg.oPort === this.kSport &&
+            leg.rPort === this.kDport &&
+            eq6(leg.o6!, d, this.kSrc6) &&
+            eq6(leg.r6!, d, this.kDst6)
+          ) {
+            this.fromOrig = true;
+            return leg;
+          }
+          if (
+            leg.oPort === this.kDport &&
+            leg.rPort === this.kSport &&
+            eq6(leg.o6!, d, this.kDst6) &&
+            eq6(leg.r6!, d, this.kSrc6)
+          ) {
+            this.fromOrig = false;
+            return leg;
+          }
+        }
+      }
+      leg = leg.bucketNext;
+    }
+    return null;
+  }
+
+  private create(h: number, ifId: number, p: Packet, ts: number): Leg {
+    const leg = new Leg(h, ifId, this.kProto, this.kVer, this.kHasPorts);
+    if (this.kVer === 4) {
+      leg.o4 = this.kSrc4;
+      leg.r4 = this.kDst4;
+    } else {
+      leg.o6 = this.kData.slice(this.kSrc6, this.kSrc6 + 16);
+      leg.r6 = this.kData.slice(this.kDst6, this.kDst6 + 16);
+    }
+    leg.oPort = this.kSport;
+    leg.rPort = this.kDport;
+    leg.firstTs = ts;
+    leg.lastTs = ts;
+    if (p.tunnel !== TUNNEL_NONE) {
+      const d = p.data;
+      leg.tunnel = {
+        kind: p.tunnel === TUNNEL_VXLAN ? "vxlan" : p.tunnel === TUNNEL_GENEVE ? "geneve" : "ipip",
+        outerSrc: p.outerVersion === 4 ? formatIPv4(p.outerSrc4) : formatIPv6(d, p.outerSrc6),
+        outerDst: p.outerVersion === 4 ? formatIPv4(p.outerDst4) : formatIPv6(d, p.outerDst6),
+        vni: p.vni >= 0 ? p.vni : null,
+      };
+    }
+    leg.bucketNext = this.buckets.get(h) ?? null;
+    this.buckets.set(h, leg);
+    this.live++;
+    return leg;
+  }
+
+  private flip(leg: Leg): void {
+    const o4 = leg.o4;
+    leg.o4 = leg.r4;
+    leg.r4 = o4;
+    const o6 = leg.o6;
+    leg.o6 = leg.r6;
+    leg.r6 = o6;
+    const op = leg.oPort;
+    leg.oPort = leg.rPort;
+    leg.rPort = op;
+  }
+
+  private hist(leg: Leg, fromOrig: boolean, letter: number): void {
+    const bit = 1 << (fromOrig ? letter : letter + 8);
+    if ((leg.histMask & bit) !== 0) return;
+    leg.histMask |= bit;
+    const ch = HISTORY_LETTERS[letter]!;
+    leg.history += fromOrig ? ch : ch.toLowerCase();
+  }
+
+  private tcpUpdate(leg: Leg, fromOrig: boolean, flags: number, bytes: number): void {
+    let me = fromOrig ? leg.oState : leg.rState;
+    let peer = fromOrig ? leg.rState : leg.oState;
+    const syn = (flags & TCP_SYN) !== 0;
+    const ack = (flags & TCP_ACK) !== 0;
+    if (flags & TCP_RST) {
+      me = TCP_RESET;
+      this.hist(leg, fromOrig, HIST_R);
+    } else {
+      if (syn) {
+        this.hist(leg, fromOrig, ack ? HIST_H : HIST_S);
+        if (me === TCP_INACTIVE || me === TCP_PARTIAL) me = ack ? TCP_SYN_ACK_SENT : TCP_SYN_SENT;
+      } else if (ack) {
+        if (
+          (me === TCP_SYN_SENT || me === TCP_SYN_ACK_SENT) &&
+          (peer === TCP_SYN_SENT || peer === TCP_SYN_ACK_SENT || peer === TCP_ESTABLISHED)
+        ) {
+          me = TCP_ESTABLISHED;
+          if (peer !== TCP_ESTABLISHED) peer = TCP_ESTABLISHED;
+        } else if (me === TCP_INACTIVE) {
+          me = TCP_PARTIAL;
+        }
+      } else if (me === TCP_INACTIVE) {
+        me = TCP_PARTIAL;
+      }
+      if (flags & TCP_FIN) {
+        this.hist(leg, fromOrig, HIST_F);
+        if (me !== TCP_RESET) me = TCP_CLOSED;
+      }
+      if (bytes > 0) this.hist(leg, fromOrig, HIST_D);
+      else if (ack && !syn && (flags & TCP_FIN) === 0) this.hist(leg, fromOrig, HIST_A);
+    }
+    if (fromOrig) {
+      leg.oState = me;
+      leg.rState = peer;
+    } else {
+      leg.rState = me;
+      leg.oState = peer;
+    }
+  }
+
+  private listOf(leg: Leg): number {
+    if (leg.proto !== IPPROTO_TCP) return LIST_OTHER;
+    const o = leg.oState;
+    const r = leg.rState;
+    if (o === TCP_RESET || r === TCP_RESET || (o === TCP_CLOSED && r === TCP_CLOSED)) {
+      return LIST_CLOSED;
+    }
+    return LIST_OPEN_TCP;
+  }
+
+  /** Move a leg to the tail of an LRU list (most recent). */
+  private touch(leg: Leg, list: number): void {
+    if (leg.list === list && this.tails[list] === leg) return;
+    if (leg.list >= 0) this.unlink(leg);
+    leg.list = list;
+    leg.lruPrev = this.tails[list] ?? null;
+    leg.lruNext = null;
+    if (leg.lruPrev !== null) leg.lruPrev.lruNext = leg;
+    else this.heads[list] = leg;
+    this.tails[list] = leg;
+  }
+
+  private unlink(leg: Leg): void {
+    const list = leg.list;
+    if (leg.lruPrev !== null) leg.lruPrev.lruNext = leg.lruNext;
+    else this.heads[list] = leg.lruNext;
+    if (leg.lruNext !== null) leg.lruNext.lruPrev = leg.lruPrev;
+    else this.tails[list] = leg.lruPrev;
+    leg.lruPrev = null;
+    leg.lruNext = null;
+    leg.list = -1;
+  }
+
+  private close(leg: Leg): void {
+    if (leg.closed) return;
+    leg.closed = true;
+    if (leg.list >= 0) this.unlink(leg);
+    // Unchain from its hash bucket.
+    const head = this.buckets.get(leg.hash) ?? null;
+    if (head === leg) {
+      if (leg.bucketNext === null) this.buckets.delete(leg.hash);
+      else this.buckets.set(leg.hash, leg.bucketNext);
+    } else {
+      let l = head;
+      while (l !== null && l.bucketNext !== leg) l = l.bucketNext;
+      if (l !== null) l.bucketNext = leg.bucketNext;
+    }
+    leg.bucketNext = null;
+    this.live--;
+    this.sink.leg(this.record(leg));
+    this.legsEmitted++;
+    if (leg.translations !== null) {
+      for (const t of leg.translations) {
+        this.sink.translation({
+          interfaceIn: t.interfaceIn,
+          interfaceOut: t.interfaceOut,
+          pre: t.pre,
+          post: t.postTuple,
+          kind: t.kind,
+          packets: t.packets,
+          firstTs: t.firstTs,
+          lastTs: t.lastTs,
+        });
+        this.translationsEmitted++;
+      }
+      leg.translations = null;
+    }
+  }
+
+  private record(leg: Leg): LegRecord {
+    const v4 = leg.ver === 4;
+    const oBytes = v4 ? ipv4Bytes(leg.o4) : leg.o6!;
+    const rBytes = v4 ? ipv4Bytes(leg.r4) : leg.r6!;
+    const isIcmp = leg.proto === IPPROTO_ICMP || leg.proto === IPPROTO_ICMPV6;
+    const connState =
+      leg.proto === IPPROTO_TCP
+        ? tcpConnState(leg.oState, leg.rState, leg.oBytes, leg.rBytes)
+        : leg.proto === IPPROTO_UDP
+          ? udpConnState(leg.oState, leg.rState)
+          : "OTH";
+    return {
+      interfaceId: leg.ifId,
+      proto: leg.proto,
+      origIp: v4 ? formatIPv4(leg.o4) : formatIPv6(leg.o6!),
+      origPort: leg.oPort,
+      respIp: v4 ? formatIPv4(leg.r4) : formatIPv6(leg.r6!),
+      respPort: leg.rPort,
+      firstTs: leg.firstTs,
+      lastTs: leg.lastTs,
+      origPackets: leg.oPkts,
+      origBytes: leg.oBytes,
+      respPackets: leg.rPkts,
+      respBytes: leg.rBytes,
+      connState,
+      history: leg.history,
+      communityId: communityId(leg.proto, oBytes, rBytes, leg.oPort, leg.rPort, {
+        ports: leg.hasPorts,
+        oneWay: isIcmp && icmpCounterpart(leg.proto, leg.oPort) < 0,
+      }),
+      direction: leg.direction === DIR_IN ? "in" : leg.direction === DIR_OUT ? "out" : "unknown",
+      fingerprint: leg.fingerprint.toString(16).padStart(8, "0"),
+      tunnel: leg.tunnel,
+      icmpErrors: leg.icmpErrors ?? {},
+    };
+  }
+
+  /** An ICMP error quoting a packet: count it on the leg of the quoted packet. */
+  private attachIcmpError(p: Packet, ifId: number): void {
+    this.kData = p.data;
+    this.kVer = p.qVersion;
+    this.kSrc4 = p.qSrc4;
+    this.kDst4 = p.qDst4;
+    this.kSrc6 = p.qSrc6;
+    this.kDst6 = p.qDst6;
+    this.kSport = p.qSrcPort;
+    this.kDport = p.qDstPort;
+    this.kProto = p.qProto;
+    this.kHasPorts = true;
+    const leg = this.find(this.hashKey(ifId), ifId);
+    if (leg === null) return;
+    const key = `${p.icmpType}/${p.icmpCode}`;
+    const errors = (leg.icmpErrors ??= {});
+    errors[key] = (errors[key] ?? 0) + 1;
+  }
+
+  private detectTranslation(
+    p: Packet,
+    leg: Leg,
+    fromOrig: boolean,
+    ts: number,
+    ifId: number,
+  ): void {
+    const dir = p.direction;
+    const fp = fingerprint(p);
+    const check = fp2;
+    if (dir !== DIR_IN) {
+      const slot = this.fpIndex.get(fp);
+      if (slot !== undefined && this.ringFp[slot] === fp && this.ringFp2[slot] === check) {
+        const inLeg = this.ringLeg[slot]!;
+        const fresh = ts - this.ringTs[slot]! <= this.window;
+        const usable = dir === DIR_OUT ? this.ringDir[slot] !== DIR_OUT : inLeg.ifId !== ifId;
+        if (fresh && usable && !inLeg.closed && inLeg !== leg) {
+          const inFromOrig = this.ringFromOrig[slot] === 1;
+          if (!sameTuple(inLeg, inFromOrig, leg, fromOrig)) {
+            // Without packet types the earlier timestamp is the pre-NAT copy; multi-interface
+            // writers (dumpcap) do not keep the file in time order across interfaces.
+            if (dir === DIR_UNKNOWN && ts < this.ringTs[slot]!) {
+              this.recordTranslation(leg, fromOrig, inLeg, inFromOrig, ts);
+            } else {
+              this.recordTranslation(inLeg, inFromOrig, leg, fromOrig, ts);
+            }
+            return;
+          }
+        }
+      }
+      if (dir === DIR_OUT) return;
+    }
+    // Remember this packet for its egress copy.
+    const slot = this.ringNext;
+    this.ringNext = (slot + 1) & (this.ringSize - 1);
+    const old = this.ringFp[slot]!;
+    if (old >= 0 && this.fpIndex.get(old) === slot) this.fpIndex.delete(old);
+    this.ringFp[slot] = fp;
+    this.ringFp2[slot] = check;
+    this.ringTs[slot] = ts;
+    this.ringLeg[slot] = leg;
+    this.ringFromOrig[slot] = fromOrig ? 1 : 0;
+    this.ringDir[slot] = dir;
+    this.fpIndex.set(fp, slot);
+  }
+
+  private recordTranslation(
+    inLeg: Leg,
+    inFromOrig: boolean,
+    outLeg: Leg,
+    outFromOrig: boolean,
+    ts: number,
+  ): void {
+    // Orient by the connection: a reply's translation is the request's, read backwards.
+    const forward = inFromOrig;
+    const preLeg = forward ? inLeg : outLeg;
+    const postLeg = forward ? outLeg : inLeg;
+    let list = preLeg.translations;
+    if (list !== null) {
+      for (const t of list) {
+        if (t.post === postLeg) {
+          t.packets++;
+          t.lastTs = ts;
+          return;
+        }
+      }
+    } else {
+      list = preLeg.translations = [];
+    }
+    const pre = forward ? tupleOf(inLeg, inFromOrig) : tupleOf(outLeg, !outFromOrig);
+    const post = forward ? tupleOf(outLeg, outFromOrig) : tupleOf(inLeg, !inFromOrig);
+    const srcChanged = pre.srcIp !== post.srcIp || pre.srcPort !== post.srcPort;
+    const dstChanged = pre.dstIp !== post.dstIp || pre.dstPort !== post.dstPort;
+    const kind = srcChanged && dstChanged ? "both" : srcChanged ? "snat" : "dnat";
+    const t = new Translation(
+      postLeg,
+      forward ? inLeg.ifId : outLeg.ifId,
+      forward ? outLeg.ifId : inLeg.ifId,
+      pre,
+      post,
+      kind,
+      ts,
+    );
+    t.packets = 1;
+    list.push(t);
+  }
+}
+
+function tupleOf(leg: Leg, fromOrig: boolean): Tuple {
+  const v4 = leg.ver === 4;
+  const o = v4 ? formatIPv4(leg.o4) : formatIPv6(leg.o6!);
+  const r = v4 ? formatIPv4(leg.r4) : formatIPv6(leg.r6!);
+  return fromOrig
+    ? { proto: leg.proto, srcIp: o, srcPort: leg.oPort, dstIp: r, dstPort: leg.rPort }
+    : { proto: leg.proto, srcIp: r, srcPort: leg.rPort, dstIp: o, dstPort: leg.oPort };
+}
+
+/** Same addresses and ports in the packets' directions (interfaces aside)? */
+function sameTuple(a: Leg, aFromOrig: boolean, b: Leg, bFromOrig: boolean): boolean {
+  if (a.proto !== b.proto || a.ver !== b.ver) return false;
+  const aSrcPort = aFromOrig ? a.oPort : a.rPort;
+  const aDstPort = aFromOrig ? a.rPort : a.oPort;
+  const bSrcPort = bFromOrig ? b.oPort : b.rPort;
+  const bDstPort = bFromOrig ? b.rPort : b.oPort;
+  if (aSrcPort !== bSrcPort || aDstPort !== bDstPort) return false;
+  if (a.ver === 4) {
+    return (
+      (aFromOrig ? a.o4 : a.r4) === (bFromOrig ? b.o4 : b.r4) &&
+      (aFromOrig ? a.r4 : a.o4) === (bFromOrig ? b.r4 : b.o4)
+    );
+  }
+  return (
+    bytesEq(aFromOrig ? a.o6 : a.r6, bFromOrig ? b.o6 : b.r6) &&
+    bytesEq(aFromOrig ? a.r6 : a.o6, bFromOrig ? b.r6 : b.o6)
+  );
+}
