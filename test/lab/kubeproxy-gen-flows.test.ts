@@ -1,0 +1,682 @@
+import { describe, expect, it } from "vitest";
+import {
+  type GenEndpoint,
+  type GenNode,
+  type GenServicePort,
+  generateIptablesRestore,
+} from "../../src/lab/kubeproxy-gen.js";
+import { cidrContains, normalizeIP, parseCidr } from "../../src/util/ip.js";
+
+/*
+ * Upstream kube-proxy's packet-flow tests (pkg/proxy/iptables/proxier_test.go @531be812:
+ * TestNoEndpointsReject, TestClusterIPGeneral, TestLoadBalancer, TestNodePorts,
+ * TestExternalTrafficPolicyLocal, TestExternalTrafficPolicyCluster), run against our
+ * generator's output with a port of upstream's own test tracer (tracePacket): every
+ * --probability branch is followed, rules testing affinity, marks or conntrack state never
+ * match, nat PREROUTING first, then the filter chains KUBE-SERVICES, KUBE-EXTERNAL-SERVICES,
+ * KUBE-NODEPORTS and KUBE-PROXY-FIREWALL. Same services, same packets, same expected outputs.
+ */
+
+interface Rule {
+  raw: string;
+  src: { value: string; negated: boolean } | null;
+  dst: { value: string; negated: boolean } | null;
+  srcType: string | null;
+  dstType: string | null;
+  proto: string | null;
+  dport: string | null;
+  stateful: boolean;
+  probability: string | null;
+  jump: string | null;
+  dnat: string | null;
+}
+
+function tokenize(line: string): string[] {
+  const out: string[] = [];
+  const re = /"([^"]*)"|(\S+)/g;
+  for (let m = re.exec(line); m !== null; m = re.exec(line)) out.push(m[1] ?? m[2] ?? "");
+  return out;
+}
+
+type Tables = Map<string, Map<string, Rule[]>>;
+
+function parse(text: string): Tables {
+  const tables: Tables = new Map();
+  let chains = new Map<string, Rule[]>();
+  for (const line of text.split("\n")) {
+    if (line.startsWith("*")) {
+      chains = new Map();
+      tables.set(line.slice(1), chains);
+    } else if (line.startsWith(":")) {
+      chains.set(line.slice(1).split(" ")[0] ?? "", []);
+    } else if (line.startsWith("-A ")) {
+      const t = tokenize(line);
+      const rule: Rule = {
+        raw: line,
+        src: null,
+        dst: null,
+        srcType: null,
+        dstType: null,
+        proto: null,
+        dport: null,
+        stateful: false,
+        probability: null,
+        jump: null,
+        dnat: null,
+      };
+      let negate = false;
+      for (let i = 2; i < t.length; i++) {
+        const tok = t[i];
+        const next = t[i + 1] ?? "";
+        if (tok === "!") {
+          negate = true;
+          continue;
+        }
+        if (tok === "-s") rule.src = { value: next, negated: negate };
+        else if (tok === "-d") rule.dst = { value: next, negated: negate };
+        else if (tok === "-p") rule.proto = next;
+        else if (tok === "--dport") rule.dport = next;
+        else if (tok === "--src-type") rule.srcType = next;
+        else if (tok === "--dst-type") rule.dstType = next;
+        else if (
+          tok === "--rcheck" ||
+          tok === "--ctstate" ||
+          (tok === "--mark" && t[i - 1] !== "MARK")
+        ) {
+          rule.stateful = true;
+        } else if (tok === "--probability") rule.probability = next;
+        else if (tok === "-j") rule.jump = next;
+        else if (tok === "--to-destination") rule.dnat = next;
+        negate = false;
+      }
+      chains.get(t[1] ?? "")?.push(rule);
+    }
+  }
+  return tables;
+}
+
+function addressMatches(a: { value: string; negated: boolean }, ip: string): boolean {
+  let matches: boolean;
+  if (a.value.includes("/")) {
+    const c = parseCidr(a.value);
+    matches = c !== null && cidrContains(c, ip);
+  } else {
+    matches = normalizeIP(a.value) === normalizeIP(ip);
+  }
+  return a.negated ? !matches : matches;
+}
+
+const testNodeIP = "192.168.0.2";
+const testNodeIPAlt = "192.168.1.2";
+const testNodeIPv6 = "2001:db8::1";
+const testNodeIPv6Alt = "2001:db8:1::2";
+const testNodeIPs = [testNodeIP, testNodeIPAlt, "192.168.99.11", testNodeIPv6, testNodeIPv6Alt];
+const testExternalClient = "203.0.113.2";
+const testExternalClientBlocked = "203.0.113.130";
+
+interface Trace {
+  outputs: string[];
+  masq: boolean;
+  matches: string[];
+}
+
+function tracePacket(
+  tables: Tables,
+  src: string,
+  proto: string,
+  dst: string,
+  dport: string,
+): Trace {
+  const local = new Set(["127.0.0.1", "::1", ...testNodeIPs].map((ip) => normalizeIP(ip)));
+  const trace: Trace = { outputs: [], masq: false, matches: [] };
+  const ruleMatches = (r: Rule, dstIP: string): boolean => {
+    if (r.src && !addressMatches(r.src, src)) return false;
+    if (r.srcType !== null && r.srcType !== (local.has(normalizeIP(src)) ? "LOCAL" : "not-matched"))
+      return false;
+    if (r.proto !== null && r.proto !== proto) return false;
+    if (r.dst && !addressMatches(r.dst, dstIP)) return false;
+    if (
+      r.dstType !== null &&
+      r.dstType !== (local.has(normalizeIP(dstIP)) ? "LOCAL" : "not-matched")
+    )
+      return false;
+    if (r.dport !== null && r.dport !== dport) return false;
+    return !r.stateful;
+  };
+  const runChain = (table: string, chain: string, dstIP: string): boolean => {
+    for (const r of tables.get(table)?.get(chain) ?? []) {
+      if (r.jump === null || !ruleMatches(r, dstIP)) continue;
+      trace.matches.push(r.raw);
+      if (r.jump === "KUBE-MARK-MASQ") trace.masq = true;
+      else if (r.jump === "ACCEPT" || r.jump === "REJECT" || r.jump === "DROP") {
+        trace.outputs.push(r.jump);
+        return true;
+      } else if (r.jump === "DNAT") {
+        trace.outputs.push(r.dnat ?? "?");
+        return true;
+      } else if (runChain(table, r.jump, dstIP) && r.probability === null) return true;
+    }
+    return false;
+  };
+  runChain("nat", "PREROUTING", dst);
+  const after = trace.outputs.length > 0 ? (trace.outputs[0]?.split(":")[0] ?? dst) : dst;
+  for (const chain of [
+    "KUBE-SERVICES",
+    "KUBE-EXTERNAL-SERVICES",
+    "KUBE-NODEPORTS",
+    "KUBE-PROXY-FIREWALL",
+  ]) {
+    runChain("filter", chain, after);
+  }
+  return trace;
+}
+
+interface Flow {
+  name: string;
+  sourceIP: string;
+  protocol?: "tcp" | "udp" | "sctp";
+  destIP: string;
+  destPort: number;
+  output: string;
+  masq?: boolean;
+}
+
+function runFlows(rules: string, flows: Flow[]): void {
+  const tables = parse(rules);
+  for (const f of flows) {
+    const t = tracePacket(tables, f.sourceIP, f.protocol ?? "tcp", f.destIP, String(f.destPort));
+    const why = `${f.name}\nby matching:\n${t.matches.join("\n")}`;
+    expect(t.outputs.join(", "), why).toBe(f.output);
+    expect(t.masq, why).toBe(f.masq ?? false);
+  }
+}
+
+const node4: GenNode = { name: "test-node", nodeIPs: [testNodeIP], clusterCIDR: "10.0.0.0/8" };
+const node6: GenNode = { name: "test-node", nodeIPs: [testNodeIPv6], clusterCIDR: "fd00:10::/64" };
+// NewFakeProxier's settings.
+const fake = { nfacct: true, masqueradeMark: "0x4000", randomFully: false };
+
+function ep(ip: string, port: number, nodeName: string | null = null): GenEndpoint {
+  return { ip, port, ready: true, serving: true, terminating: false, nodeName };
+}
+
+function svc(more: Partial<GenServicePort> & { clusterIP: string }): GenServicePort {
+  return {
+    namespace: "ns1",
+    name: "svc1",
+    portName: "p80",
+    protocol: "TCP",
+    port: 80,
+    nodePort: null,
+    externalIPs: [],
+    loadBalancerIPs: [],
+    loadBalancerSourceRanges: [],
+    sessionAffinityTimeout: null,
+    externalTrafficPolicy: "Cluster",
+    internalTrafficPolicy: "Cluster",
+    endpoints: [],
+    ...more,
+  };
+}
+
+describe("generated rules against upstream packet-flow expectations", () => {
+  it("TestNoEndpointsReject", () => {
+    const rules = generateIptablesRestore(
+      [
+        svc({
+          clusterIP: "172.30.0.41",
+          nodePort: 3001,
+          externalIPs: ["192.168.99.11"],
+          loadBalancerIPs: ["1.2.3.4"],
+        }),
+      ],
+      node4,
+      {},
+      fake,
+    );
+    runFlows(rules, [
+      {
+        name: "pod to cluster IP",
+        sourceIP: "10.0.0.2",
+        destIP: "172.30.0.41",
+        destPort: 80,
+        output: "REJECT",
+      },
+      {
+        name: "external to external IP",
+        sourceIP: testExternalClient,
+        destIP: "192.168.99.11",
+        destPort: 80,
+        output: "REJECT",
+      },
+      {
+        name: "pod to NodePort",
+        sourceIP: "10.0.0.2",
+        destIP: testNodeIP,
+        destPort: 3001,
+        output: "REJECT",
+      },
+      {
+        name: "external to NodePort",
+        sourceIP: testExternalClient,
+        destIP: testNodeIP,
+        destPort: 3001,
+        output: "REJECT",
+      },
+      {
+        name: "pod to LB IP",
+        sourceIP: "10.0.0.2",
+        destIP: "1.2.3.4",
+        destPort: 80,
+        output: "REJECT",
+      },
+      {
+        name: "external to LB IP",
+        sourceIP: testExternalClient,
+        destIP: "1.2.3.4",
+        destPort: 80,
+        output: "REJECT",
+      },
+    ]);
+  });
+
+  it("TestClusterIPGeneral", () => {
+    const both = (port: number) => [
+      ep("10.180.0.1", port, "test-node"),
+      ep("10.180.2.1", port, "node2"),
+    ];
+    const svc2 = (
+      portName: string,
+      protocol: "TCP" | "UDP" | "SCTP",
+      port: number,
+      target: number,
+    ) =>
+      svc({
+        name: "svc2",
+        namespace: "ns2",
+        clusterIP: "172.30.0.42",
+        portName,
+        protocol,
+        port,
+        endpoints: both(target),
+      });
+    const rules = generateIptablesRestore(
+      [
+        svc({
+          clusterIP: "172.30.0.41",
+          portName: "http",
+          endpoints: [ep("10.180.0.1", 80, "test-node")],
+        }),
+        svc2("http", "TCP", 80, 80),
+        svc2("https", "TCP", 443, 8443),
+        svc2("dns-udp", "UDP", 53, 53),
+        svc2("dns-tcp", "TCP", 53, 5353),
+        svc2("dns-sctp", "SCTP", 53, 53),
+      ],
+      node4,
+      {},
+      fake,
+    );
+    runFlows(rules, [
+      {
+        name: "simple clusterIP",
+        sourceIP: "10.180.0.2",
+        destIP: "172.30.0.41",
+        destPort: 80,
+        output: "10.180.0.1:80",
+      },
+      {
+        name: "hairpin to cluster IP",
+        sourceIP: "10.180.0.1",
+        destIP: "172.30.0.41",
+        destPort: 80,
+        output: "10.180.0.1:80",
+        masq: true,
+      },
+      {
+        name: "multiple endpoints",
+        sourceIP: "10.180.0.2",
+        destIP: "172.30.0.42",
+        destPort: 80,
+        output: "10.180.0.1:80, 10.180.2.1:80",
+      },
+      {
+        name: "TargetPort",
+        sourceIP: "10.180.0.2",
+        destIP: "172.30.0.42",
+        destPort: 443,
+        output: "10.180.0.1:8443, 10.180.2.1:8443",
+      },
+      {
+        name: "same port (TCP)",
+        sourceIP: "10.180.0.2",
+        protocol: "tcp",
+        destIP: "172.30.0.42",
+        destPort: 53,
+        output: "10.180.0.1:5353, 10.180.2.1:5353",
+      },
+      {
+        name: "same port (UDP)",
+        sourceIP: "10.180.0.2",
+        protocol: "udp",
+        destIP: "172.30.0.42",
+        destPort: 53,
+        output: "10.180.0.1:53, 10.180.2.1:53",
+      },
+      {
+        name: "same port (SCTP)",
+        sourceIP: "10.180.0.2",
+        protocol: "sctp",
+        destIP: "172.30.0.42",
+        destPort: 53,
+        output: "10.180.0.1:53, 10.180.2.1:53",
+      },
+      {
+        name: "TCP-only port vs UDP",
+        sourceIP: "10.180.0.2",
+        protocol: "udp",
+        destIP: "172.30.0.42",
+        destPort: 80,
+        output: "",
+      },
+      {
+        name: "svc1 does not accept svc2's ports",
+        sourceIP: "10.180.0.2",
+        destIP: "172.30.0.41",
+        destPort: 443,
+        output: "",
+      },
+    ]);
+  });
+
+  it("TestLoadBalancer (source ranges)", () => {
+    const rules = generateIptablesRestore(
+      [
+        svc({
+          clusterIP: "172.30.0.41",
+          nodePort: 3001,
+          loadBalancerIPs: ["1.2.3.4", "5.6.7.8"],
+          // Upstream's regression test: excess whitespace is ignored.
+          loadBalancerSourceRanges: ["192.168.0.0/24", " 203.0.113.0/25"],
+          endpoints: [ep("10.180.0.1", 80)],
+        }),
+      ],
+      node4,
+      {},
+      fake,
+    );
+    const out = "10.180.0.1:80";
+    runFlows(rules, [
+      {
+        name: "pod to cluster IP",
+        sourceIP: "10.0.0.2",
+        destIP: "172.30.0.41",
+        destPort: 80,
+        output: out,
+      },
+      {
+        name: "external to nodePort",
+        sourceIP: testExternalClient,
+        destIP: testNodeIP,
+        destPort: 3001,
+        output: out,
+        masq: true,
+      },
+      {
+        name: "nodePort bypasses LoadBalancerSourceRanges",
+        sourceIP: testExternalClientBlocked,
+        destIP: testNodeIP,
+        destPort: 3001,
+        output: out,
+        masq: true,
+      },
+      {
+        name: "accepted external to LB1",
+        sourceIP: testExternalClient,
+        destIP: "1.2.3.4",
+        destPort: 80,
+        output: out,
+        masq: true,
+      },
+      {
+        name: "accepted external to LB2",
+        sourceIP: testExternalClient,
+        destIP: "5.6.7.8",
+        destPort: 80,
+        output: out,
+        masq: true,
+      },
+      {
+        name: "blocked external to LB1",
+        sourceIP: testExternalClientBlocked,
+        destIP: "1.2.3.4",
+        destPort: 80,
+        output: "DROP",
+      },
+      {
+        name: "blocked external to LB2",
+        sourceIP: testExternalClientBlocked,
+        destIP: "5.6.7.8",
+        destPort: 80,
+        output: "DROP",
+      },
+      {
+        name: "pod to LB1 (blocked)",
+        sourceIP: "10.0.0.2",
+        destIP: "1.2.3.4",
+        destPort: 80,
+        output: "DROP",
+      },
+      {
+        name: "pod to LB2 (blocked)",
+        sourceIP: "10.0.0.2",
+        destIP: "5.6.7.8",
+        destPort: 80,
+        output: "DROP",
+      },
+      {
+        name: "node to LB1 (allowed)",
+        sourceIP: testNodeIP,
+        destIP: "1.2.3.4",
+        destPort: 80,
+        output: out,
+        masq: true,
+      },
+      {
+        name: "node to LB2 (allowed)",
+        sourceIP: testNodeIP,
+        destIP: "5.6.7.8",
+        destPort: 80,
+        output: out,
+        masq: true,
+      },
+      {
+        name: "same node to LB1, SNATted to LB1",
+        sourceIP: "1.2.3.4",
+        destIP: "1.2.3.4",
+        destPort: 80,
+        output: out,
+        masq: true,
+      },
+      {
+        name: "same node to LB2, SNATted to LB2",
+        sourceIP: "5.6.7.8",
+        destIP: "5.6.7.8",
+        destPort: 80,
+        output: out,
+        masq: true,
+      },
+    ]);
+  });
+
+  for (const family of [4, 6] as const) {
+    for (const localhostNodePorts of [true, false]) {
+      it(`TestNodePorts: ipv${family}, localhost-nodeports ${localhostNodePorts ? "enabled" : "disabled"}`, () => {
+        const v4 = family === 4;
+        const svcIP = v4 ? "172.30.0.41" : "fd00:172:30::41";
+        const [ep1, ep2] = v4
+          ? ["10.180.0.1", "10.180.2.1"]
+          : ["fd00:10:180::1", "fd00:10:180::2:1"];
+        const rules = generateIptablesRestore(
+          [
+            svc({
+              clusterIP: svcIP,
+              nodePort: 3001,
+              endpoints: [ep(ep1, 80), ep(ep2, 80, "test-node")],
+            }),
+          ],
+          v4 ? node4 : node6,
+          {},
+          { ...fake, localhostNodePorts },
+        );
+        const hostPort = (ip: string) => (ip.includes(":") ? `[${ip}]:80` : `${ip}:80`);
+        const output = `${hostPort(ep1)}, ${hostPort(ep2)}`;
+        const podIP = v4 ? "10.0.0.2" : "fd00:10::2";
+        const external = v4 ? testExternalClient : "2600:5200::1";
+        const nodeIP = v4 ? testNodeIP : testNodeIPv6;
+        const altNodeIP = v4 ? testNodeIPAlt : testNodeIPv6Alt;
+        const localhost = v4 ? "127.0.0.1" : "::1";
+        runFlows(rules, [
+          { name: "pod to cluster IP", sourceIP: podIP, destIP: svcIP, destPort: 80, output },
+          {
+            name: "external to nodePort",
+            sourceIP: external,
+            destIP: nodeIP,
+            destPort: 3001,
+            output,
+            masq: true,
+          },
+          {
+            name: "node to nodePort",
+            sourceIP: nodeIP,
+            destIP: nodeIP,
+            destPort: 3001,
+            output,
+            masq: true,
+          },
+          v4 && localhostNodePorts
+            ? {
+                name: "localhost to nodePort",
+                sourceIP: localhost,
+                destIP: localhost,
+                destPort: 3001,
+                output,
+                masq: true,
+              }
+            : {
+                name: "localhost to nodePort ignored",
+                sourceIP: localhost,
+                destIP: localhost,
+                destPort: 3001,
+                output: "",
+              },
+          {
+            name: "external to nodePort on secondary IP",
+            sourceIP: external,
+            destIP: altNodeIP,
+            destPort: 3001,
+            output,
+            masq: true,
+          },
+        ]);
+        // The anti-martian rule exists exactly for IPv4 with localhost NodePorts.
+        expect(rules.includes("block incoming localnet connections")).toBe(
+          v4 && localhostNodePorts,
+        );
+      });
+    }
+  }
+
+  for (const policy of ["Local", "Cluster"] as const) {
+    it(`TestExternalTrafficPolicy${policy}`, () => {
+      const rules = generateIptablesRestore(
+        [
+          svc({
+            clusterIP: "172.30.0.41",
+            nodePort: 3001,
+            healthCheckNodePort: policy === "Local" ? 30000 : null,
+            externalIPs: ["192.168.99.11"],
+            loadBalancerIPs: ["1.2.3.4"],
+            externalTrafficPolicy: policy,
+            endpoints: [ep("10.180.0.1", 80), ep("10.180.2.1", 80, "test-node")],
+          }),
+        ],
+        node4,
+        {},
+        fake,
+      );
+      const both = "10.180.0.1:80, 10.180.2.1:80";
+      const local = policy === "Local";
+      const ext = local ? "10.180.2.1:80" : both;
+      runFlows(rules, [
+        {
+          name: "pod to cluster IP",
+          sourceIP: "10.0.0.2",
+          destIP: "172.30.0.41",
+          destPort: 80,
+          output: both,
+        },
+        {
+          name: "pod to external IP",
+          sourceIP: "10.0.0.2",
+          destIP: "192.168.99.11",
+          destPort: 80,
+          output: both,
+          masq: !local,
+        },
+        {
+          name: "external to external IP",
+          sourceIP: testExternalClient,
+          destIP: "192.168.99.11",
+          destPort: 80,
+          output: ext,
+          masq: !local,
+        },
+        {
+          name: "pod to LB IP",
+          sourceIP: "10.0.0.2",
+          destIP: "1.2.3.4",
+          destPort: 80,
+          output: both,
+          masq: !local,
+        },
+        {
+          name: "external to LB IP",
+          sourceIP: testExternalClient,
+          destIP: "1.2.3.4",
+          destPort: 80,
+          output: ext,
+          masq: !local,
+        },
+        {
+          name: "pod to NodePort",
+          sourceIP: "10.0.0.2",
+          destIP: testNodeIP,
+          destPort: 3001,
+          output: both,
+          masq: !local,
+        },
+        {
+          name: "external to NodePort",
+          sourceIP: testExternalClient,
+          destIP: testNodeIP,
+          destPort: 3001,
+          output: ext,
+          masq: !local,
+        },
+      ]);
+    });
+  }
+
+  it("the tracer can fail: a missing masquerade is caught", () => {
+    const rules = generateIptablesRestore(
+      [svc({ clusterIP: "172.30.0.41", nodePort: 3001, endpoints: [ep("10.180.0.1", 80)] })],
+      node4,
+      { noMasquerade: true },
+      fake,
+    );
+    const t = tracePacket(parse(rules), testExternalClient, "tcp", testNodeIP, "3001");
+    expect(t.outputs).toEqual(["10.180.0.1:80"]);
+    expect(t.masq).toBe(false);
+  });
+});
