@@ -263,6 +263,22 @@ describe("generateIptablesRestore", () => {
     expect(out).not.toContain("KUBE-FIREWALL -m comment");
   });
 
+  it("drops per-endpoint comments above 1000 endpoints (large-cluster mode), as upstream", () => {
+    const many = (n: number) =>
+      svc("ns", "big", "10.96.0.40", {
+        endpoints: Array.from({ length: n }, (_, i) => ep(`10.244.${i >> 8}.${i & 255}`)),
+      });
+    const small = generateIptablesRestore([many(1000)], node);
+    const large = generateIptablesRestore([many(1001)], node);
+    expect(small).toContain('"ns/big:p80 -> 10.244.0.0:80"');
+    expect(small).toMatch(/-A KUBE-SEP-\S+ -m comment --comment ns\/big:p80 -s /);
+    expect(large).not.toContain("->");
+    expect(large).not.toMatch(/-A KUBE-SEP-\S+ -m comment/);
+    // The service-level comments stay.
+    expect(large).toContain('"ns/big:p80 cluster IP"');
+    expect(large.match(/--probability/g)?.length).toBe(1000);
+  });
+
   it("skips headless services and rejects bad addresses with the service name", () => {
     expect(generateIptablesRestore([svc("ns", "h", "", { clusterIP: null })], node)).not.toContain(
       "ns/h",
