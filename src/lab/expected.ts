@@ -38,7 +38,9 @@ export function verdictFor(c: TruthConnection, scn: Scenario, loaded: LoadedTime
   const pods = state?.services.get(splitService(c.service).key);
   if (pods === undefined) return "untranslated";
   if (pods.length === 0) return "rejected";
-  if (!c.answered) return "blackholed";
+  // Refused by the endpoint itself (RST, or ICMP port unreachable for UDP): the translation
+  // was right; the endpoint is the blackholed-endpoints check's business.
+  if (!c.answered) return c.error === "ECONNREFUSED" ? "consistent" : "blackholed";
   const ips = new Set(scn.pods.filter((p) => pods.includes(p.name)).map((p) => p.ip));
   const ip = (c.endpoint ?? "").split(":")[0] ?? "";
   return ips.has(ip) ? "consistent" : "unexpected-endpoint";
@@ -110,6 +112,26 @@ export function deriveExpected(
         service: c.service,
         node: c.node,
         why: `${what}; its UDP conntrack entries were not deleted and datagrams kept reaching it`,
+      });
+    }
+  }
+
+  for (const c of truth.connections) {
+    if (c.expectedVerdict === "rejected") {
+      add({
+        check: "no-endpoints",
+        severity: "warning",
+        service: c.service,
+        node: c.node,
+        why: `${c.service} has no endpoints; its rules reject connections from ${c.clientName}`,
+      });
+    } else if (!c.answered && c.expectedVerdict !== "untranslated") {
+      add({
+        check: "blackholed-endpoints",
+        severity: "warning",
+        service: c.service,
+        node: c.node,
+        why: `translated connections to some endpoints of ${c.service} are refused (nothing listens) or never answered; truth.json has each one's error and conntrack entry`,
       });
     }
   }

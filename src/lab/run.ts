@@ -237,7 +237,8 @@ class LabRunner {
     const cli = agentEntryPoint();
     const ready: Promise<void>[] = [];
     for (const pod of this.scn.pods) {
-      if (pod.isClient || (pod.tcpPorts.length === 0 && pod.udpPorts.length === 0)) continue;
+      if (!pod.server || pod.unreachable) continue;
+      if (pod.tcpPorts.length === 0 && pod.udpPorts.length === 0) continue;
       const argv = [process.execPath, cli, "serve", "--name", pod.name, "--host", pod.ip];
       for (const p of pod.tcpPorts) argv.push("--tcp", String(p));
       for (const p of pod.udpPorts) argv.push("--udp", String(p));
@@ -551,14 +552,18 @@ class LabRunner {
 
   private writeResults(captures: LabRunResult["captures"], t0: number): TruthFile {
     const scn = this.scn;
-    // The end-of-run conntrack dump of each node: what the kernel itself says it translated.
+    // Each node's conntrack dumps, newest first: what the kernel itself says it translated.
+    // The newest dump holding a connection's tuple is its witness (short-lived entries such as
+    // a refused connection's CLOSE may only be in a dump taken right after the traffic).
     const ctByNode = new Map<string, ReturnType<typeof parseConntrackList>>();
     for (const node of scn.nodes) {
-      const last = [...this.snapshots]
-        .reverse()
-        .find((s) => s.kind === "conntrack" && s.node === node.name);
-      const text = last ? this.readOut(last.file) : "";
-      ctByNode.set(node.name, parseConntrackList(text));
+      const dumps = this.snapshots
+        .filter((s) => s.kind === "conntrack" && s.node === node.name)
+        .reverse();
+      ctByNode.set(
+        node.name,
+        dumps.flatMap((d) => parseConntrackList(this.readOut(d.file))),
+      );
     }
     const connections: TruthConnection[] = [];
     const podByIpPort = new Map<string, string>();

@@ -38,6 +38,10 @@ const podSchema = z.strictObject({
   node: nodeName,
   ip: ipv4.optional(),
   labels: z.record(z.string(), z.string()).default({}),
+  /** false: no server runs in the pod, so connections to it are refused (RST / port unreachable). */
+  server: z.boolean().default(true),
+  /** true: the pod's interface is down, so whatever is sent to it vanishes (a blackhole). */
+  unreachable: z.boolean().default(false),
 });
 
 const clientSchema = z.strictObject({
@@ -173,6 +177,8 @@ export interface LabPod {
   /** Node-side veth name (≤ 15 characters). */
   hostIf: string;
   isClient: boolean;
+  server: boolean;
+  unreachable: boolean;
 }
 
 export interface LabClient {
@@ -430,6 +436,8 @@ function resolve(
       udpPorts: [],
       hostIf: `vp${pods.length + 1}`,
       isClient: false,
+      server: p.server,
+      unreachable: p.unreachable,
     });
   });
 
@@ -450,6 +458,8 @@ function resolve(
         udpPorts: [],
         hostIf: `vp${pods.length + 1}`,
         isClient: true,
+        server: false,
+        unreachable: false,
       });
       return { name: c.name, node: c.node, ip };
     }

@@ -136,6 +136,13 @@ function bound(socket: UdpSocket, port: number, address: string | null): Promise
   });
 }
 
+function connected(socket: UdpSocket, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.connect(port, host, () => resolve());
+    socket.once("error", reject);
+  });
+}
+
 async function runUdp(opts: SendOptions): Promise<SendRecord[]> {
   const interval = 1000 / opts.rate;
   const records: SendRecord[] = [];
@@ -145,21 +152,33 @@ async function runUdp(opts: SendOptions): Promise<SendRecord[]> {
     if (answer?.seq === undefined) return;
     waiting.get(answer.seq)?.(answer, null);
   };
+  // Sockets are connected, so an ICMP error (port unreachable from a pod with nothing
+  // listening) comes back as ECONNREFUSED; on the shared socket it belongs to the oldest
+  // request still waiting.
+  const onError = (error: NodeJS.ErrnoException): void => {
+    const oldest = [...waiting.keys()].sort((a, b) => a - b)[0];
+    if (oldest !== undefined) waiting.get(oldest)?.(null, error.code ?? error.message);
+  };
   // A fixed port is one long-lived socket (a DNS resolver's habit): one conntrack entry for all.
   let shared: UdpSocket | null = null;
   if (opts.sport !== null) {
     shared = createSocket("udp4");
     shared.on("message", onMessage);
-    shared.on("error", () => {});
+    shared.on("error", onError);
     await bound(shared, opts.sport, opts.bind);
+    await connected(shared, opts.port, opts.host);
   }
   const one = async (seq: number): Promise<void> => {
     let socket = shared;
     if (socket === null) {
       socket = createSocket("udp4");
       socket.on("message", onMessage);
-      socket.on("error", () => {});
+      // This socket carries only this request: its ICMP error is this request's.
+      socket.on("error", (error: NodeJS.ErrnoException) =>
+        waiting.get(seq)?.(null, error.code ?? error.message),
+      );
       await bound(socket, 0, opts.bind);
+      await connected(socket, opts.port, opts.host);
     }
     const start = now();
     const local = socket.address();
@@ -174,8 +193,7 @@ async function runUdp(opts: SendOptions): Promise<SendRecord[]> {
           waiting.delete(seq);
           resolve({ answer, error });
         });
-        // Unconnected send: ICMP errors are not reported on the socket, a missing answer is.
-        socket.send(JSON.stringify({ seq }), opts.port, opts.host);
+        socket.send(JSON.stringify({ seq }));
       },
     );
     if (socket !== shared) socket.close();

@@ -148,6 +148,9 @@ export async function buildTopology(scn: Scenario, prefix: string): Promise<Topo
     await sysctl(ns, "net.ipv4.conf.all.rp_filter", "0");
     await sysctl(ns, "net.ipv4.conf.default.rp_filter", "0");
     await sysctl(ns, "net.ipv4.conf.all.route_localnet", "1");
+    // Every REJECT and unreachable gets its ICMP error: with the default limit (1/s per peer
+    // after a small burst) a burst of rejected connections would partly look dropped.
+    await sysctl(ns, "net.ipv4.icmp_ratelimit", "0");
   }
   for (const pod of scn.pods) {
     const ns = topo.podNs.get(pod.name) ?? "";
@@ -156,6 +159,11 @@ export async function buildTopology(scn: Scenario, prefix: string): Promise<Topo
     await ipBatch(nodeNsOf(node.name), [`route add ${pod.ip}/32 dev ${pod.hostIf}`]);
   }
   for (const [ns, lines] of clientLines) await ipBatch(ns, lines);
+  // An unreachable pod: its end of the veth goes down after setup, so the node still routes to
+  // it (ignore_routes_with_linkdown is off) but every packet is lost on the way.
+  for (const pod of scn.pods) {
+    if (pod.unreachable) await ipBatch(topo.podNs.get(pod.name) ?? "", ["link set eth0 down"]);
+  }
   return topo;
 }
 
