@@ -4,7 +4,7 @@
  *
  *   bundle.json                              name, time zone, the node and its addresses, files
  *   inventory/<time>.json                    kubectl get svc,endpointslices -A -o json (start, end)
- *   nodes/<node>/capture.pcap                tcpdump -i any -s 1500 -B 16384 (SLL2, ifindex per packet)
+ *   nodes/<node>/capture.pcap                tcpdump -i any -y LINUX_SLL2 -s 1500 -B 16384 (ifindex per packet)
  *     or nodes/<node>/capture.pcapng         svctrace's own live capture when tcpdump is missing
  *   nodes/<node>/iptables-<time>.save        iptables-save, ip6tables-save at start and end
  *   nodes/<node>/nft-<time>.json             nft -j list ruleset, start and end
@@ -16,7 +16,7 @@
  * failing command is logged and reported, never fatal — a partial bundle beats none.
  */
 
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { delimiter, join, relative } from "node:path";
 import { EnvironmentError, UsageError } from "../util/errors.js";
@@ -162,6 +162,42 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+function lastLine(text: string): string {
+  return text.trim().split("\n").pop() ?? "";
+}
+
+interface StartedTcpdump {
+  child: ChildProcess;
+  closed: Promise<number | null>;
+  exited: () => boolean;
+  stderr: () => string;
+}
+
+/** Start tcpdump and wait until it says it is listening (or has already died). */
+async function startTcpdump(bin: string, args: string[]): Promise<StartedTcpdump> {
+  const child = spawn(bin, args, { env: childEnv, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  let exited = false;
+  const closed = new Promise<number | null>((resolve) => {
+    child.on("close", (code) => {
+      exited = true;
+      resolve(code);
+    });
+    child.on("error", (e) => {
+      stderr += `${e.message}\n`;
+    });
+  });
+  const listening = new Promise<void>((resolve) => {
+    child.stderr?.on("data", (b: Buffer) => {
+      stderr += b.toString("utf8");
+      if (/listening on/.test(stderr)) resolve();
+    });
+    void closed.then(() => resolve());
+  });
+  await Promise.race([listening, sleep(10_000)]);
+  return { child, closed, exited: () => exited, stderr: () => stderr };
+}
+
 /** Gather the bundle. Throws only for bad options or an unusable output directory. */
 export async function collect(options: CollectOptions): Promise<CollectResult> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(options.node)) {
@@ -303,30 +339,24 @@ export async function collect(options: CollectOptions): Promise<CollectResult> {
   if (tcpdump !== null) {
     const file = join(nodeDir, "capture.pcap");
     // -s 1500 -B 16384: without a bigger buffer, -i any drops packets in immediate mode.
-    const args = ["-i", iface, "-s", "1500", "-B", "16384", "-n", "-w", file];
-    if (options.filter) args.push(options.filter);
-    const child = spawn(tcpdump, args, { env: childEnv, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    let exited = false;
-    const closed = new Promise<number | null>((resolve) => {
-      child.on("close", (code) => {
-        exited = true;
-        resolve(code);
-      });
-      child.on("error", (e) => {
-        stderr += `${e.message}\n`;
-      });
-    });
-    const listening = new Promise<void>((resolve) => {
-      child.stderr.on("data", (b: Buffer) => {
-        stderr += b.toString("utf8");
-        if (/listening on/.test(stderr)) resolve();
-      });
-      void closed.then(() => resolve());
-    });
-    await Promise.race([listening, sleep(10_000)]);
+    // -y LINUX_SLL2 keeps the interface index per packet (older tcpdumps default to SLL v1);
+    // a tcpdump or libpcap too old for it gets a second try without.
+    const base = ["-i", iface, "-s", "1500", "-B", "16384", "-n", "-w", file];
+    if (options.filter) base.push(options.filter);
+    let args = iface === "any" ? ["-y", "LINUX_SLL2", ...base] : base;
+    let started = await startTcpdump(tcpdump, args);
+    if (started.exited() && args !== base && /SLL2|data ?link/i.test(started.stderr())) {
+      log(
+        `tcpdump cannot write LINUX_SLL2 here (${lastLine(started.stderr())}); capturing without -y`,
+      );
+      args = base;
+      started = await startTcpdump(tcpdump, args);
+    }
+    const { child, closed } = started;
+    const exited = started.exited();
+    const stderrOf = started.stderr;
     if (exited) {
-      problem(`tcpdump ${args.join(" ")}: ${stderr.trim().split("\n").pop() ?? "exited"}`);
+      problem(`tcpdump ${args.join(" ")}: ${lastLine(stderrOf()) || "exited"}`);
     } else {
       capture.engine = "tcpdump";
       log(`capturing with tcpdump ${args.join(" ")}`);
@@ -337,8 +367,8 @@ export async function collect(options: CollectOptions): Promise<CollectResult> {
           child.kill("SIGKILL");
           await closed;
         }
-        const captured = /(\d+) packets? captured/.exec(stderr);
-        const dropped = /(\d+) packets? dropped by kernel/.exec(stderr);
+        const captured = /(\d+) packets? captured/.exec(stderrOf());
+        const dropped = /(\d+) packets? dropped by kernel/.exec(stderrOf());
         capture.packets = captured ? Number(captured[1]) : null;
         capture.droppedByKernel = dropped ? Number(dropped[1]) : null;
         if (existsSync(file)) {

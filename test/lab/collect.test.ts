@@ -191,6 +191,8 @@ describe.skipIf(!isRoot || !hasTools)(
 
       const pcap = readFileSync(join(nodeDir, "capture.pcap"));
       expect(pcap.readUInt32LE(0)).toBe(0xa1b2c3d4);
+      // LINKTYPE_LINUX_SLL2: the interface index of every packet is kept.
+      expect(pcap.readUInt32LE(20)).toBe(276);
       // The datagrams sent during the run are in the file.
       expect(pcap.includes(Buffer.from("svt-datagram-")), stderr).toBe(true);
 
