@@ -5,7 +5,7 @@
  */
 
 import type { Rule, RuleOption, RuleSet, TableName } from "../rules/model.js";
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "../util/ip.js";
+import { formatAddrPort, formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "../util/ip.js";
 import { addrKey, type Cond, compileMatches, parseNumber, parseValueMask } from "./matches.js";
 import type { ChainLike } from "./thread.js";
 import type { PathStep, UnmodelledItem } from "./types.js";
@@ -18,6 +18,8 @@ export interface DnatAlt {
   ip: string | null;
   /** New port, or -1 to keep the packet's port. */
   port: number;
+  /** "ip:port" when both are fixed, built once here instead of per packet. */
+  text: string | null;
 }
 
 export type CTarget =
@@ -57,6 +59,8 @@ export interface CRule {
 export interface DispatchIndex {
   /** (dst key * 65536 + dport) → candidate positions. */
   dstPort: Map<number, Int32Array>;
+  /** The same lists already merged with `rest`, for the common case of one exact hit. */
+  dstPortWithRest: Map<number, Int32Array>;
   dst: Map<number, Int32Array>;
   port: Map<number, Int32Array>;
   /** Positions the index cannot narrow; always candidates. */
@@ -121,7 +125,13 @@ const CONTINUE_TARGETS = new Set([
 /** A chain with at least this many rules gets a dispatch index (if its rules allow one). */
 const INDEX_MIN_RULES = 16;
 
-export function compileRuleSet(rs: RuleSet): CompiledRuleSet {
+export interface CompileOptions {
+  /** Build dispatch indexes for long chains (default true; false only to measure them). */
+  dispatchIndex?: boolean;
+}
+
+export function compileRuleSet(rs: RuleSet, options: CompileOptions = {}): CompiledRuleSet {
+  const indexes = options.dispatchIndex ?? true;
   const out: CompiledRuleSet = {
     family: rs.family === "ipv6" ? 6 : 4,
     source: rs.source,
@@ -190,7 +200,7 @@ export function compileRuleSet(rs: RuleSet): CompiledRuleSet {
         out.rules.push(crule);
         cchain.rules.push(crule);
       }
-      if (cchain.rules.length >= INDEX_MIN_RULES) cchain.index = buildIndex(cchain);
+      if (indexes && cchain.rules.length >= INDEX_MIN_RULES) cchain.index = buildIndex(cchain);
     }
   }
   return out;
@@ -226,8 +236,13 @@ function buildIndex(chain: CChain): DispatchIndex | null {
     for (const [k, v] of m) f.set(k, Int32Array.from(v));
     return f;
   };
+  const dstPortWithRest = new Map<number, Int32Array>();
+  for (const [k, v] of dstPort) {
+    dstPortWithRest.set(k, Int32Array.from([...v, ...rest].sort((a, b) => a - b)));
+  }
   return {
     dstPort: freeze(dstPort),
+    dstPortWithRest,
     dst: freeze(dst),
     port: freeze(port),
     rest: Int32Array.from(rest),
@@ -439,7 +454,8 @@ export function parseNatSpec(spec: string): { alts: DnatAlt[]; note: string | nu
         note = `DNAT range ${spec} has more than ${MAX_ALTS} choices; only the first are listed`;
         break outer;
       }
-      alts.push({ fam: a.fam, v4: a.v4, v6: a.v6, ip: a.ip, port: p });
+      const text = a.ip !== null && p >= 0 ? formatAddrPort(a.ip, p) : null;
+      alts.push({ fam: a.fam, v4: a.v4, v6: a.v6, ip: a.ip, port: p, text });
     }
   }
   return { alts, note };

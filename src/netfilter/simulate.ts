@@ -7,7 +7,13 @@
 import type { RuleSet, TableName } from "../rules/model.js";
 import { InputError, SvctraceError } from "../util/errors.js";
 import { formatAddrPort, normalizeIP, parseIPv4, parseIPv6 } from "../util/ip.js";
-import { type CChain, type CompiledRuleSet, type CRule, compileRuleSet } from "./compile.js";
+import {
+  type CChain,
+  type CompiledRuleSet,
+  type CRule,
+  compileRuleSet,
+  type DnatAlt,
+} from "./compile.js";
 import { addrKey, type CompiledContext, equal16, NO, protocolNumber, UNKNOWN } from "./matches.js";
 import {
   CT_DNAT,
@@ -383,6 +389,7 @@ export class Simulator {
           v6: v4 < 0 ? parseIPv6(ip) : null,
           ip,
           port: tg.port,
+          text: null,
         });
         return;
       }
@@ -419,10 +426,7 @@ export class Simulator {
     }
   }
 
-  private dnat(
-    t: Thread,
-    alt: { fam: 4 | 6; v4: number; v6: Uint8Array | null; ip: string | null; port: number },
-  ): void {
+  private dnat(t: Thread, alt: DnatAlt): void {
     if (alt.ip !== null && alt.fam === t.fam) {
       if (t.fam === 4) t.dst4 = alt.v4;
       else t.dst6 = alt.v6 ?? t.dst6;
@@ -431,6 +435,7 @@ export class Simulator {
     const port = alt.port >= 0 ? alt.port : t.dport;
     t.dnatIp = t.dstText;
     t.dnatPort = port;
+    t.dnatText = alt.fam === t.fam ? alt.text : null;
     // kube-proxy's tracer keeps matching the filter chains against the original port.
     if (!t.upstream) t.dport = port;
     t.ct |= CT_DNAT;
@@ -501,25 +506,19 @@ export class Simulator {
 
   private collect(threads: Thread[]): SimResult {
     const steps = this.compiled.steps;
-    const byKey = new Map<string, Outcome>();
+    // Identical outcomes (same verdict, translation and path) merge; found by a numeric hash.
+    const buckets = new Map<number, Array<{ t: Thread; o: Outcome }>>();
     const outcomes: Outcome[] = [];
     const unmodelled: UnmodelledItem[] = [];
     const seen = new Set<string>();
     for (const t of threads) {
       if (t.prob <= 0 && !t.upstream) continue;
-      const endpoint = t.dnatIp === null ? null : formatAddrPort(t.dnatIp, t.dnatPort);
       const masquerade = t.upstream ? t.markMasqJump : t.masq;
-      const key = [
-        t.verdict,
-        endpoint,
-        masquerade,
-        t.snat,
-        t.path.join(","),
-        t.assumed.join("|"),
-      ].join(" ");
-      const prior = byKey.get(key);
-      if (prior !== undefined) {
-        prior.probability += t.prob;
+      const h = threadHash(t, masquerade);
+      const bucket = buckets.get(h);
+      const twin = bucket?.find((b) => sameOutcome(b.t, t));
+      if (twin !== undefined) {
+        twin.o.probability += t.prob;
         continue;
       }
       for (const u of t.unmodelled) {
@@ -529,6 +528,8 @@ export class Simulator {
           unmodelled.push(u);
         }
       }
+      const endpoint =
+        t.dnatIp === null ? null : (t.dnatText ?? formatAddrPort(t.dnatIp, t.dnatPort));
       const o: Outcome = {
         verdict: t.verdict,
         decidedBy: t.decidedBy,
@@ -545,11 +546,36 @@ export class Simulator {
         assumed: t.assumed,
         unmodelled: t.unmodelled.length > 0,
       };
-      byKey.set(key, o);
+      if (bucket === undefined) buckets.set(h, [{ t, o }]);
+      else bucket.push({ t, o });
       outcomes.push(o);
     }
     return { outcomes, unmodelled };
   }
+}
+
+function threadHash(t: Thread, masquerade: boolean): number {
+  let h = t.path.length * 31 + (masquerade ? 7 : 0) + t.dnatPort;
+  for (const i of t.path) h = (Math.imul(h, 0x01000193) ^ i) | 0;
+  return h;
+}
+
+function sameOutcome(a: Thread, b: Thread): boolean {
+  if (
+    a.verdict !== b.verdict ||
+    a.dnatIp !== b.dnatIp ||
+    a.dnatPort !== b.dnatPort ||
+    a.masq !== b.masq ||
+    a.markMasqJump !== b.markMasqJump ||
+    a.snat !== b.snat ||
+    a.path.length !== b.path.length ||
+    a.assumed.length !== b.assumed.length
+  ) {
+    return false;
+  }
+  for (let i = 0; i < a.path.length; i++) if (a.path[i] !== b.path[i]) return false;
+  for (let i = 0; i < a.assumed.length; i++) if (a.assumed[i] !== b.assumed[i]) return false;
+  return true;
 }
 
 function ctBits(state: CtState): number {
@@ -574,9 +600,14 @@ function candidates(chain: CChain, t: Thread): ArrayLike<number> | null {
   const idx = chain.index;
   if (idx === null) return null;
   const dk = addrKey(t.fam, t.dst4, t.fam === 6 ? t.dst6 : null);
-  const a = idx.dstPort.get(dk * 65536 + t.dport) ?? EMPTY;
+  const key = dk * 65536 + t.dport;
   const b = idx.dst.get(dk) ?? EMPTY;
   const c = idx.port.get(t.dport) ?? EMPTY;
+  if (b.length === 0 && c.length === 0) {
+    const merged = idx.dstPortWithRest.get(key);
+    if (merged !== undefined) return merged;
+  }
+  const a = idx.dstPort.get(key) ?? EMPTY;
   const r = idx.rest;
   const n = a.length + b.length + c.length + r.length;
   if (n === r.length) return r;

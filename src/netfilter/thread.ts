@@ -87,6 +87,7 @@ export class Thread {
   /** DNAT result: the new address text and port; null when untranslated. */
   dnatIp: string | null = null;
   dnatPort = 0;
+  dnatText: string | null = null;
   snat: string | null = null;
   masq = false;
   /** Upstream mode: KUBE-MARK-MASQ was jumped to. */
@@ -138,6 +139,7 @@ export class Thread {
     t.upstream = this.upstream;
     t.dnatIp = this.dnatIp;
     t.dnatPort = this.dnatPort;
+    t.dnatText = this.dnatText;
     t.snat = this.snat;
     t.masq = this.masq;
     t.markMasqJump = this.markMasqJump;
@@ -145,7 +147,12 @@ export class Thread {
     t.stageIdx = this.stageIdx;
     t.stage = this.stage;
     t.delivery = this.delivery;
-    t.frames = this.frames.map((f) => ({ chain: f.chain, cands: f.cands, pos: f.pos }));
+    const frames: Frame[] = new Array(this.frames.length);
+    for (let i = 0; i < frames.length; i++) {
+      const f = this.frames[i]!;
+      frames[i] = { chain: f.chain, cands: f.cands, pos: f.pos };
+    }
+    t.frames = frames;
     t.path = this.path.slice();
     t.assumed = this.assumed.slice();
     t.unmodelled = this.unmodelled.slice();
