@@ -171,7 +171,6 @@ const SNAPSHOT_KINDS = new Set<InputKind>([
   "nft-json",
   "ipset-save",
   "ipvsadm-save",
-  "ip-addr-json",
 ]);
 
 function emptyResult(
@@ -203,7 +202,8 @@ function emptyResult(
 
 /**
  * Ingest files and directories into the database. Each file is one transaction: it is stored
- * completely or not at all. A file whose content (sha256) is already stored is skipped. Bad input
+ * completely or not at all. An input already stored is skipped: a capture with the same content
+ * (sha256), a snapshot with the same content, node and time. Bad input
  * in one file (InputError) is reported in its result and the others still go in; any other error
  * is a bug and is thrown after rolling that file back.
  */
@@ -293,30 +293,42 @@ async function ingestOne(
         ? "empty file"
         : `not a capture, rule dump, conntrack table or Kubernetes JSON (first bytes: ${hexPreview(readHeadBytes(path, 16))})`;
     if (file.explicit) throw new InputError(why, { file: path });
-    return emptyResult(path, null, null, "skipped", why);
+    return emptyResult(
+      path,
+      null,
+      null,
+      "skipped",
+      file.size === 0 ? why : "not an input svctrace reads",
+    );
   }
   const { kind, compressed } = sniffed;
   if (kind === "lab-json")
     return emptyResult(path, kind, null, "skipped", "lab ground truth, not an input");
   const node = CLUSTER_KINDS.has(kind) ? null : (options.node ?? nodeFromPath(path));
+  const fileTime = options.takenAt ?? timeFromFileName(path);
   const sha256 = await sha256File(path);
-  const previous = writer.findInput(sha256);
+  // A capture is the same capture under any name; a snapshot's content may repeat on another
+  // node or at another time (rules unchanged), and that is another snapshot.
+  const isCapture = kind === "pcap" || kind === "pcapng";
+  const identity = isCapture ? sha256 : `${sha256} ${node ?? "-"} ${fileTime ?? "-"}`;
+  const previous = writer.findInput(identity);
   if (previous !== undefined) {
+    const what = isCapture ? "same content" : "same content, node and time";
     return emptyResult(
       path,
       kind,
       node,
       "duplicate",
-      `already in the database (same content as ${previous.path})`,
+      `already in the database (${what} as ${previous.path})`,
     );
   }
   const result = emptyResult(path, kind, node, "ingested", null);
   result.bytes = file.size;
-  const fileTime = options.takenAt ?? timeFromFileName(path);
   const source = resolve(path);
   writer.begin();
   try {
     const inputId = writer.addInput({
+      identity,
       sha256,
       path: source,
       kind,
@@ -324,7 +336,7 @@ async function ingestOne(
       size: file.size,
       takenAt: fileTime,
     });
-    if (kind === "pcap" || kind === "pcapng") {
+    if (isCapture) {
       const capture = { inputId, path: source, sha256, format: kind, compressed, node };
       await ingestCapture(writer, writer.addCapture(capture), node, options, result, progress);
     } else {

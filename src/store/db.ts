@@ -67,12 +67,26 @@ export function migrate(db: Db, list: readonly Migration[] = builtinMigrations):
       `database schema version ${current} is newer than this svctrace knows (${list.length}); upgrade svctrace`,
     );
   }
-  for (let v = current; v < list.length; v++) {
-    const migration = list[v]!;
-    db.transaction(() => {
-      db.exec(migration.sql);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
+  if (current === list.length) return current;
+  // A migration may rebuild a parent table (SQLite's recipe for changing constraints): with
+  // foreign keys on, dropping it would cascade into its children. Checked before each commit.
+  const fk = db.pragma("foreign_keys", { simple: true }) as number;
+  db.pragma("foreign_keys = OFF");
+  try {
+    for (let v = current; v < list.length; v++) {
+      const migration = list[v]!;
+      db.transaction(() => {
+        db.exec(migration.sql);
+        const broken = db.pragma("foreign_key_check") as unknown[];
+        if (broken.length > 0)
+          throw new Error(
+            `migration ${v + 1} (${migration.name}) broke ${broken.length} foreign keys`,
+          );
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  } finally {
+    db.pragma(`foreign_keys = ${fk ? "ON" : "OFF"}`);
   }
   return list.length;
 }

@@ -253,6 +253,31 @@ CREATE INDEX legs_time ON legs (first_ts);
 CREATE INDEX translations_time ON translations (first_ts);
 `;
 
+/**
+ * The same rule dump on two nodes, or unchanged between two times on one node, is two snapshots,
+ * not one file ingested twice: `identity` is the content hash for captures, and the content hash
+ * with the node and the time from outside the content for snapshots. Rebuilt by SQLite's
+ * recipe (foreign keys off, see `migrate`), since a UNIQUE constraint cannot be dropped.
+ */
+const inputIdentity = `
+CREATE TABLE inputs_new (
+  id INTEGER PRIMARY KEY,
+  identity TEXT NOT NULL UNIQUE,
+  sha256 TEXT NOT NULL,
+  path TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  node TEXT,
+  size INTEGER NOT NULL,
+  taken_at REAL,
+  ingested_at REAL NOT NULL
+);
+INSERT INTO inputs_new (id, identity, sha256, path, kind, node, size, taken_at, ingested_at)
+  SELECT id, sha256, sha256, path, kind, node, size, taken_at, ingested_at FROM inputs;
+DROP TABLE inputs;
+ALTER TABLE inputs_new RENAME TO inputs;
+CREATE INDEX inputs_sha256 ON inputs (sha256);
+`;
+
 /** Applied in order; the index + 1 is the `user_version` after it. Append only. */
 export const migrations: readonly Migration[] = [
   {
@@ -265,4 +290,8 @@ export const migrations: readonly Migration[] = [
   },
   { name: "connections, connection_legs, findings, analysis_runs", sql: analysisSchema },
   { name: "leg and translation indexes by time instead of by address", sql: timeIndexes },
+  {
+    name: "inputs keyed by identity (content, and node and time for snapshots)",
+    sql: inputIdentity,
+  },
 ];

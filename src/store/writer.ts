@@ -3,6 +3,8 @@ import type { Db } from "./db.js";
 
 /** What the ingest knows about one input file before parsing it. */
 export interface InputRow {
+  /** What makes this input the same as one already stored (see migrations.ts, inputIdentity). */
+  identity: string;
   sha256: string;
   path: string;
   kind: string;
@@ -120,9 +122,9 @@ export class StoreWriter {
   constructor(readonly db: Db) {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
-      findInput: p("SELECT id, path, kind FROM inputs WHERE sha256 = ?"),
+      findInput: p("SELECT id, path, kind FROM inputs WHERE identity = ?"),
       input: p(
-        "INSERT INTO inputs (sha256, path, kind, node, size, taken_at, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO inputs (identity, sha256, path, kind, node, size, taken_at, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
       capture: p(
         `INSERT INTO captures (input_id, path, sha256, format, compressed, node, packets, bytes,
@@ -205,13 +207,14 @@ export class StoreWriter {
     if (this.db.inTransaction) this.db.exec("ROLLBACK");
   }
 
-  /** The input already stored with this content, if any. */
-  findInput(sha256: string): { id: number; path: string; kind: string } | undefined {
-    return this.s.findInput.get(sha256) as { id: number; path: string; kind: string } | undefined;
+  /** The input already stored with this identity, if any. */
+  findInput(identity: string): { id: number; path: string; kind: string } | undefined {
+    return this.s.findInput.get(identity) as { id: number; path: string; kind: string } | undefined;
   }
 
   addInput(row: InputRow): number {
     const r = this.s.input.run(
+      row.identity,
       row.sha256,
       row.path,
       row.kind,

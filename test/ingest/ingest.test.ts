@@ -96,6 +96,23 @@ describe("ingestPaths: idempotence and atomicity", () => {
     expect(after).toEqual(before);
   });
 
+  it("the same dump on another node, or at another time, is another snapshot", async () => {
+    const text = readFileSync(join(fixtures, "node1.conntrack"));
+    for (const [node, name] of [
+      ["n1", "conntrack-20261125T160000Z.txt"],
+      ["n2", "conntrack-20261125T160000Z.txt"],
+      ["n1", "conntrack-20261125T160500Z.txt"],
+    ] as const) {
+      mkdirSync(join(dir, "nodes", node), { recursive: true });
+      writeFileSync(join(dir, "nodes", node, name), text);
+    }
+    const s = await ingestPaths(db, [join(dir, "nodes")]);
+    expect(s).toMatchObject({ files: 3, duplicates: 0, conntrackEntries: 15 });
+    const again = await ingestPaths(db, [join(dir, "nodes")]);
+    expect(again).toMatchObject({ files: 0, duplicates: 3 });
+    expect(again.results[0]?.message).toMatch(/same content, node and time/);
+  });
+
   it("a file that fails after rows were written leaves the database as it was", async () => {
     await ingestPaths(db, [place("node1.iptables")]);
     const before = snapshot(db);

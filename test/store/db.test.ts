@@ -98,6 +98,12 @@ describe("openDb", () => {
     expect(schemaVersion(db)).toBe(migrations.length);
     expect(listLegs(db)).toHaveLength(1);
     expect(listLegs(db)[0]).toMatchObject({ ...sampleLeg, node: "n1", captureId: cap });
+    // Rebuilding `inputs` (migration 5) must not cascade into the captures that point at it.
+    expect(db.prepare("SELECT id, identity, sha256 FROM inputs").all()).toEqual([
+      { id: 1, identity: "aa", sha256: "aa" },
+    ]);
+    expect(db.prepare("SELECT count(*) AS n FROM captures").get()).toEqual({ n: 1 });
+    expect(db.pragma("foreign_keys", { simple: true })).toBe(1);
     db.close();
   });
 
@@ -128,6 +134,7 @@ describe("openDb", () => {
     const db = openDb(join(dir, "r.db"));
     const w = new StoreWriter(db);
     const input = w.addInput({
+      identity: "bb",
       sha256: "bb",
       path: "/n1.iptables",
       kind: "iptables-save",
