@@ -386,8 +386,12 @@ class LabRunner {
     switch (step.kind) {
       case "traffic": {
         const work = this.sendTraffic(i, step);
-        if (step.background) this.background.push(work);
-        else await work;
+        if (step.background) {
+          // Handled here so a failing background step cannot crash the process (and skip the
+          // teardown) while a later step runs; the final Promise.all still sees the failure.
+          work.catch(() => {});
+          this.background.push(work);
+        } else await work;
         return;
       }
       case "wait":

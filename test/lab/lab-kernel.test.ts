@@ -18,7 +18,15 @@ const skipReason = "lab tests need root, network namespaces, iptables, conntrack
 const root = join(import.meta.dirname, "..", "..");
 const fixtures = join(import.meta.dirname, "..", "fixtures", "lab");
 const cli = join(root, "dist", "src", "cli", "main.js");
-const prefixes = ["svt-lt1-", "svt-lt2-", "svt-lt3-", "svt-lt4-", "svt-lt5-", "svt-lt6-"];
+const prefixes = [
+  "svt-lt1-",
+  "svt-lt2-",
+  "svt-lt3-",
+  "svt-lt4-",
+  "svt-lt5-",
+  "svt-lt6-",
+  "svt-lt7-",
+];
 const work = mkdtempSync(join(tmpdir(), "svctrace-lab-"));
 
 afterAll(async () => {
@@ -155,6 +163,32 @@ describe.skipIf(!canRun)(`lab in network namespaces (${skipReason})`, () => {
       if (c.conntrack) expect(c.conntrack.snat).toBe(c.snat);
     }
     expect(existsSync(join(dir, "clients", "ext", "ext.pcap"))).toBe(true);
+  });
+
+  it("sees REJECT for no endpoints, refusals from a pod without server, and a blackhole", async () => {
+    const { dir } = await run("refusals.yaml", "svt-lt7-");
+    const truth = readJson<TruthFile>(dir, "truth.json");
+    const empty = truth.connections.filter((c) => c.service === "default/empty:http");
+    expect(empty.map((c) => c.error)).toEqual(Array(5).fill("ECONNREFUSED"));
+    expect(empty.every((c) => c.expectedVerdict === "rejected")).toBe(true);
+    const f = truth.connections.filter((c) => c.service === "default/f:http");
+    expect(f).toHaveLength(24);
+    const answered = f.filter((c) => c.answered);
+    expect(new Set(answered.map((c) => c.endpointPod))).toEqual(new Set(["ok-1"]));
+    // The unreachable pod's connections stay in SYN_SENT: conntrack names it as the endpoint.
+    const lost = f.filter((c) => c.error === "ETIMEDOUT");
+    expect(lost.length).toBeGreaterThan(0);
+    for (const c of lost) expect(c.conntrack?.endpoint).toBe("10.244.1.12:8080");
+    expect(f.some((c) => c.error === "ECONNREFUSED")).toBe(true);
+    const expected = readJson<ExpectedFile>(dir, "expected.json");
+    expect(expected.findings.map((x) => `${x.check} ${x.service}`).sort()).toEqual([
+      "blackholed-endpoints default/f:http",
+      "no-endpoints default/empty:http",
+    ]);
+    // The capture is a pcap with Linux cooked v2 headers (interface index per packet).
+    const header = readFileSync(join(dir, "nodes", "n1", "n1.pcap")).subarray(0, 24);
+    expect(header.readUInt32LE(0)).toBe(0xa1b2c3d4);
+    expect(header.readUInt32LE(20)).toBe(276);
   });
 
   it("tears everything down when interrupted", async () => {
