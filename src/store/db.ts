@@ -41,7 +41,7 @@ export function openDb(path: string, options: OpenOptions = {}): Db {
       if (version === 0)
         throw new InputError("not a svctrace database (schema version 0)", { file: path });
     }
-    db.pragma("cache_size = -65536");
+    db.pragma("cache_size = -16384");
     db.pragma("temp_store = MEMORY");
   } catch (error) {
     db.close();
