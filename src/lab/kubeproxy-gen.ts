@@ -54,6 +54,7 @@ export interface GenServicePort {
 
 export interface GenNode {
   name: string;
+  /** The node's addresses; the first of the rule set's family is its primary node IP. */
   nodeIPs: string[];
   /** The pod CIDR of the whole cluster (kube-proxy's --cluster-cidr local-traffic detector). */
   clusterCIDR: string;
@@ -79,6 +80,12 @@ export interface GenOptions {
   randomFully?: boolean;
   /** --iptables-localhost-nodeports (IPv4 only). Default true, as upstream. */
   localhostNodePorts?: boolean;
+  /**
+   * --nodeport-addresses: CIDRs of the node addresses NodePorts answer on (other-family ones are
+   * ignored). Default: all local addresses (`-m addrtype --dst-type LOCAL`). The node's addresses
+   * are GenNode.nodeIPs plus loopback.
+   */
+  nodePortAddresses?: string[];
   /**
    * Write `-m nfacct` matches as kube-proxy does when its nfacct counters exist. Default false:
    * the match needs the `xt_nfacct` module and counters created beforehand (`nfacct add`).
@@ -339,6 +346,18 @@ export function generateIptablesRestore(
   const nodeIPs = node.nodeIPs
     .map((ip) => normIP(ip, "node IP", `node ${node.name}`))
     .filter((ip) => ipFamily(ip) === family);
+  // --nodeport-addresses of this family; null when NodePorts answer on every local address.
+  let nodePortCidrs: NonNullable<ReturnType<typeof parseCidr>>[] | null = null;
+  if (options.nodePortAddresses !== undefined) {
+    const cidrs = options.nodePortAddresses.map((text) => {
+      const c = parseCidr(text.trim());
+      if (c === null)
+        throw new InputError(`node port address ${JSON.stringify(text)} is not a CIDR`);
+      return c;
+    });
+    const mine = cidrs.filter((c) => c.family === family);
+    if (mine.length > 0 && !mine.some((c) => c.prefix === 0)) nodePortCidrs = mine;
+  }
   // Go's %#08x pads the digits, not the whole field, to 8: kube-proxy writes "0x00004000".
   const mark = options.masqueradeMark ?? `0x${(2 ** masqueradeBit).toString(16).padStart(8, "0")}`;
   const skipMasq = faults.noMasquerade === true;
@@ -615,7 +634,9 @@ export function generateIptablesRestore(
       for (const r of s.sourceRanges) {
         natRules.push(`${args} -s ${r} -j ${extChain}`);
         const c = parseCidr(r);
-        if (c !== null && nodeIPs.some((ip) => cidrContains(c, ip))) allowFromNode = true;
+        // Upstream checks its one primary node IP; ours is the first of the family.
+        if (c !== null && nodeIPs[0] !== undefined && cidrContains(c, nodeIPs[0]))
+          allowFromNode = true;
       }
       // A VIP-like LB address is often local: the node's own requests loop back with it as source.
       if (allowFromNode) {
@@ -670,12 +691,23 @@ export function generateIptablesRestore(
   }
 
   // The tail call to KUBE-NODEPORTS must stay the last rule of KUBE-SERVICES.
-  let destinations = "-m addrtype --dst-type LOCAL";
-  if (isIPv6) destinations += " ! -d ::1/128";
-  else if (!localhostNodePorts) destinations += " ! -d 127.0.0.0/8";
-  natRules.push(
-    `-A KUBE-SERVICES -m comment --comment ${q("kubernetes service nodeports; NOTE: this must be the last rule in this chain")} ${destinations} -j KUBE-NODEPORTS`,
-  );
+  const nodePortsComment = `-m comment --comment ${q("kubernetes service nodeports; NOTE: this must be the last rule in this chain")}`;
+  if (nodePortCidrs === null) {
+    let destinations = "-m addrtype --dst-type LOCAL";
+    if (isIPv6) destinations += " ! -d ::1/128";
+    else if (!localhostNodePorts) destinations += " ! -d 127.0.0.0/8";
+    natRules.push(`-A KUBE-SERVICES ${nodePortsComment} ${destinations} -j KUBE-NODEPORTS`);
+  } else {
+    // One rule per node address inside --nodeport-addresses, loopback (an interface of its
+    // own, listed first like upstream's interface walk) only where localhost NodePorts work.
+    const loopback = isIPv6 ? "::1" : "127.0.0.1";
+    for (const ip of [loopback, ...nodeIPs]) {
+      if (!nodePortCidrs.some((c) => cidrContains(c, ip))) continue;
+      const isLoopback = isIPv6 ? ip === "::1" : ip.startsWith("127.");
+      if (isLoopback && (isIPv6 || !localhostNodePorts)) continue;
+      natRules.push(`-A KUBE-SERVICES ${nodePortsComment} -d ${ip} -j KUBE-NODEPORTS`);
+    }
+  }
 
   if (!conntrackTCPLiberal) {
     // INVALID packets would otherwise reach pods untranslated and get reset (issue 74839).

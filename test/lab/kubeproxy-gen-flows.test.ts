@@ -9,7 +9,7 @@ import { cidrContains, normalizeIP, parseCidr } from "../../src/util/ip.js";
 
 /*
  * Upstream kube-proxy's packet-flow tests (pkg/proxy/iptables/proxier_test.go @531be812:
- * TestNoEndpointsReject, TestClusterIPGeneral, TestLoadBalancer, TestNodePorts,
+ * TestNoEndpointsReject, TestClusterIPGeneral, TestLoadBalancer, TestNodePorts (all seven cases),
  * TestExternalTrafficPolicyLocal, TestExternalTrafficPolicyCluster), run against our
  * generator's output with a port of upstream's own test tracer (tracePacket): every
  * --probability branch is followed, rules testing affinity, marks or conntrack state never
@@ -191,8 +191,9 @@ function runFlows(rules: string, flows: Flow[]): void {
   }
 }
 
-const node4: GenNode = { name: "test-node", nodeIPs: [testNodeIP], clusterCIDR: "10.0.0.0/8" };
-const node6: GenNode = { name: "test-node", nodeIPs: [testNodeIPv6], clusterCIDR: "fd00:10::/64" };
+// The fake network's eth0 holds every test node IP; the first of each family is the primary.
+const node4: GenNode = { name: "test-node", nodeIPs: testNodeIPs, clusterCIDR: "10.0.0.0/8" };
+const node6: GenNode = { name: "test-node", nodeIPs: testNodeIPs, clusterCIDR: "fd00:10::/64" };
 // NewFakeProxier's settings.
 const fake = { nfacct: true, masqueradeMark: "0x4000", randomFully: false };
 
@@ -509,82 +510,149 @@ describe("generated rules against upstream packet-flow expectations", () => {
     ]);
   });
 
-  for (const family of [4, 6] as const) {
-    for (const localhostNodePorts of [true, false]) {
-      it(`TestNodePorts: ipv${family}, localhost-nodeports ${localhostNodePorts ? "enabled" : "disabled"}`, () => {
-        const v4 = family === 4;
-        const svcIP = v4 ? "172.30.0.41" : "fd00:172:30::41";
-        const [ep1, ep2] = v4
-          ? ["10.180.0.1", "10.180.2.1"]
-          : ["fd00:10:180::1", "fd00:10:180::2:1"];
-        const rules = generateIptablesRestore(
-          [
-            svc({
-              clusterIP: svcIP,
-              nodePort: 3001,
-              endpoints: [ep(ep1, 80), ep(ep2, 80, "test-node")],
-            }),
-          ],
-          v4 ? node4 : node6,
-          {},
-          { ...fake, localhostNodePorts },
-        );
-        const hostPort = (ip: string) => (ip.includes(":") ? `[${ip}]:80` : `${ip}:80`);
-        const output = `${hostPort(ep1)}, ${hostPort(ep2)}`;
-        const podIP = v4 ? "10.0.0.2" : "fd00:10::2";
-        const external = v4 ? testExternalClient : "2600:5200::1";
-        const nodeIP = v4 ? testNodeIP : testNodeIPv6;
-        const altNodeIP = v4 ? testNodeIPAlt : testNodeIPv6Alt;
-        const localhost = v4 ? "127.0.0.1" : "::1";
-        runFlows(rules, [
-          { name: "pod to cluster IP", sourceIP: podIP, destIP: svcIP, destPort: 80, output },
-          {
-            name: "external to nodePort",
-            sourceIP: external,
-            destIP: nodeIP,
-            destPort: 3001,
-            output,
-            masq: true,
-          },
-          {
-            name: "node to nodePort",
-            sourceIP: nodeIP,
-            destIP: nodeIP,
-            destPort: 3001,
-            output,
-            masq: true,
-          },
-          v4 && localhostNodePorts
-            ? {
-                name: "localhost to nodePort",
-                sourceIP: localhost,
-                destIP: localhost,
-                destPort: 3001,
-                output,
-                masq: true,
-              }
-            : {
-                name: "localhost to nodePort ignored",
-                sourceIP: localhost,
-                destIP: localhost,
-                destPort: 3001,
-                output: "",
-              },
-          {
-            name: "external to nodePort on secondary IP",
-            sourceIP: external,
-            destIP: altNodeIP,
-            destPort: 3001,
-            output,
-            masq: true,
-          },
-        ]);
-        // The anti-martian rule exists exactly for IPv4 with localhost NodePorts.
-        expect(rules.includes("block incoming localnet connections")).toBe(
-          v4 && localhostNodePorts,
-        );
-      });
-    }
+  const nodePortCases: {
+    name: string;
+    family: 4 | 6;
+    localhostNodePorts: boolean;
+    nodePortAddresses?: string[];
+    allowAltNodeIP: boolean;
+    expectFirewall: boolean;
+  }[] = [
+    {
+      name: "ipv4, localhost-nodeports enabled",
+      family: 4,
+      localhostNodePorts: true,
+      allowAltNodeIP: true,
+      expectFirewall: true,
+    },
+    {
+      name: "ipv4, localhost-nodeports disabled",
+      family: 4,
+      localhostNodePorts: false,
+      allowAltNodeIP: true,
+      expectFirewall: false,
+    },
+    {
+      name: "ipv4, localhost-nodeports disabled, localhost in nodeport-addresses",
+      family: 4,
+      localhostNodePorts: false,
+      nodePortAddresses: ["192.168.0.0/24", "127.0.0.1/32"],
+      allowAltNodeIP: false,
+      expectFirewall: false,
+    },
+    {
+      name: "ipv4, localhost-nodeports enabled, multiple nodeport-addresses",
+      family: 4,
+      localhostNodePorts: false,
+      nodePortAddresses: ["192.168.0.0/24", "192.168.1.0/24", "2001:db8::/64"],
+      allowAltNodeIP: true,
+      expectFirewall: false,
+    },
+    {
+      name: "ipv6, localhost-nodeports enabled",
+      family: 6,
+      localhostNodePorts: true,
+      allowAltNodeIP: true,
+      expectFirewall: false,
+    },
+    {
+      name: "ipv6, localhost-nodeports disabled",
+      family: 6,
+      localhostNodePorts: false,
+      allowAltNodeIP: true,
+      expectFirewall: false,
+    },
+    {
+      name: "ipv6, localhost-nodeports disabled, multiple nodeport-addresses",
+      family: 6,
+      localhostNodePorts: false,
+      nodePortAddresses: ["192.168.0.0/24", "192.168.1.0/24", "2001:db8::/64"],
+      allowAltNodeIP: false,
+      expectFirewall: false,
+    },
+  ];
+  for (const tc of nodePortCases) {
+    it(`TestNodePorts: ${tc.name}`, () => {
+      const v4 = tc.family === 4;
+      const svcIP = v4 ? "172.30.0.41" : "fd00:172:30::41";
+      const [ep1, ep2] = v4 ? ["10.180.0.1", "10.180.2.1"] : ["fd00:10:180::1", "fd00:10:180::2:1"];
+      const rules = generateIptablesRestore(
+        [
+          svc({
+            clusterIP: svcIP,
+            nodePort: 3001,
+            endpoints: [ep(ep1, 80), ep(ep2, 80, "test-node")],
+          }),
+        ],
+        v4 ? node4 : node6,
+        {},
+        {
+          ...fake,
+          localhostNodePorts: tc.localhostNodePorts,
+          ...(tc.nodePortAddresses ? { nodePortAddresses: tc.nodePortAddresses } : {}),
+        },
+      );
+      const hostPort = (ip: string) => (ip.includes(":") ? `[${ip}]:80` : `${ip}:80`);
+      const output = `${hostPort(ep1)}, ${hostPort(ep2)}`;
+      const podIP = v4 ? "10.0.0.2" : "fd00:10::2";
+      const external = v4 ? testExternalClient : "2600:5200::1";
+      const nodeIP = v4 ? testNodeIP : testNodeIPv6;
+      const altNodeIP = v4 ? testNodeIPAlt : testNodeIPv6Alt;
+      const localhost = v4 ? "127.0.0.1" : "::1";
+      runFlows(rules, [
+        { name: "pod to cluster IP", sourceIP: podIP, destIP: svcIP, destPort: 80, output },
+        {
+          name: "external to nodePort",
+          sourceIP: external,
+          destIP: nodeIP,
+          destPort: 3001,
+          output,
+          masq: true,
+        },
+        {
+          name: "node to nodePort",
+          sourceIP: nodeIP,
+          destIP: nodeIP,
+          destPort: 3001,
+          output,
+          masq: true,
+        },
+        v4 && tc.localhostNodePorts
+          ? {
+              name: "localhost to nodePort",
+              sourceIP: localhost,
+              destIP: localhost,
+              destPort: 3001,
+              output,
+              masq: true,
+            }
+          : {
+              name: "localhost to nodePort ignored",
+              sourceIP: localhost,
+              destIP: localhost,
+              destPort: 3001,
+              output: "",
+            },
+        tc.allowAltNodeIP
+          ? {
+              name: "external to nodePort on secondary IP",
+              sourceIP: external,
+              destIP: altNodeIP,
+              destPort: 3001,
+              output,
+              masq: true,
+            }
+          : {
+              name: "secondary nodeIP ignores NodePorts",
+              sourceIP: external,
+              destIP: altNodeIP,
+              destPort: 3001,
+              output: "",
+            },
+      ]);
+      // The anti-martian rule exists exactly for IPv4 with localhost NodePorts.
+      expect(rules.includes("block incoming localnet connections")).toBe(tc.expectFirewall);
+    });
   }
 
   for (const policy of ["Local", "Cluster"] as const) {
