@@ -35,9 +35,22 @@ function splitService(service: string): { key: string; port: string } {
  */
 export function verdictFor(c: TruthConnection, scn: Scenario, loaded: LoadedTimeline): string {
   const state = stateAt(loaded, c.node, c.start);
-  const pods = state?.services.get(splitService(c.service).key);
+  const key = splitService(c.service).key;
+  const pods = state?.services.get(key);
   if (pods === undefined) return "untranslated";
   if (pods.length === 0) return "rejected";
+  // Traffic policy Local with no endpoint on this node: kube-proxy DROPs (filter table). Pod
+  // clients are exempt for external destinations ("pod traffic for … external destinations").
+  const svc = scn.services.find((s) => serviceKey(s) === key);
+  const fromPod = scn.clients.find((x) => x.name === c.clientName)?.node != null;
+  const local = scn.pods.filter((p) => pods.includes(p.name) && p.node === c.node);
+  const policy =
+    c.via === "clusterIP"
+      ? svc?.internalTrafficPolicy
+      : fromPod
+        ? "Cluster"
+        : svc?.externalTrafficPolicy;
+  if (policy === "Local" && local.length === 0) return "dropped";
   // Refused by the endpoint itself (RST, or ICMP port unreachable for UDP): the translation
   // was right; the endpoint is the blackholed-endpoints check's business.
   if (!c.answered) return c.error === "ECONNREFUSED" ? "consistent" : "blackholed";
@@ -125,7 +138,18 @@ export function deriveExpected(
         node: c.node,
         why: `${c.service} has no endpoints; its rules reject connections from ${c.clientName}`,
       });
-    } else if (!c.answered && c.expectedVerdict !== "untranslated") {
+    } else if (c.expectedVerdict === "dropped") {
+      add({
+        check: "no-endpoints",
+        severity: "info",
+        service: c.service,
+        node: c.node,
+        why: `${c.service} has traffic policy Local and no endpoint on ${c.node}: its rules drop connections sent there`,
+      });
+    } else if (
+      !c.answered &&
+      (c.expectedVerdict === "blackholed" || c.expectedVerdict === "consistent")
+    ) {
       add({
         check: "blackholed-endpoints",
         severity: "warning",

@@ -80,6 +80,40 @@ describe("expected findings and verdicts", () => {
     expect(verdictFor(conn({ answered: false }), scn, empty)).toBe("rejected");
   });
 
+  it("drops external traffic on a node without local endpoints under policy Local", () => {
+    const local = parseScenario(`name: z
+nodes: [{ name: n1 }, { name: n2 }]
+pods: [{ name: e, node: n1, labels: { app: e } }]
+clients: [{ name: ext }, { name: cb, node: n2 }]
+services:
+  - { name: s, type: NodePort, externalTrafficPolicy: Local, selector: { app: e }, ports: [{ port: 443 }] }
+steps: [{ wait: 1s }]
+`);
+    const timeline: LoadedTimeline = new Map([
+      ["n1", [{ since: 0, state: initialState(local) }]],
+      ["n2", [{ since: 0, state: initialState(local) }]],
+    ]);
+    const base = {
+      service: "default/s:443",
+      via: "nodePort" as const,
+      endpoint: "10.244.1.10:443",
+    };
+    expect(verdictFor(conn({ ...base, clientName: "ext", node: "n1" }), local, timeline)).toBe(
+      "consistent",
+    );
+    expect(
+      verdictFor(
+        conn({ ...base, clientName: "ext", node: "n2", answered: false }),
+        local,
+        timeline,
+      ),
+    ).toBe("dropped");
+    // Pod clients are exempt: their NodePort traffic goes to any endpoint.
+    expect(verdictFor(conn({ ...base, clientName: "cb", node: "n2" }), local, timeline)).toBe(
+      "consistent",
+    );
+  });
+
   it("derives the findings the injected faults must produce", () => {
     const truth: TruthFile = {
       scenario: "x",

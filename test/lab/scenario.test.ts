@@ -94,6 +94,9 @@ steps: [{ wait: 1s }]
       "04-udp-stale-conntrack",
       "05-session-affinity",
       "06-skewed-probabilities",
+      "07-no-endpoints-blackholed",
+      "08-loadbalancer-externalip",
+      "09-external-traffic-policy-local",
     ]) {
       const scn = loadScenario(join(traces, name, "scenario.yaml"));
       expect(scn.steps.length, name).toBeGreaterThan(0);
