@@ -7,8 +7,10 @@ import { closeSync, openSync, writeSync } from "node:fs";
  * veth, packet type "outgoing"); replies the other way round. Same IPv4 ID, sequence numbers and
  * payload in both copies, as the kernel leaves them.
  *
- * Connection i starts at slot i (SLOT_US apart); its packet k is sent SPACING slots later, so
- * about SPACING × PACKETS_PER_CONN connections are open at any time, interleaved as on a busy node.
+ * Connection i starts at slot i (SLOT_US apart: 5,000 new connections per second, a busy node);
+ * its packet k is sent k × SPACING slots later, so about 30 connections are open at any time,
+ * interleaved. The capture spans 40 s for 200,000 connections: longer than the flow table's
+ * linger after close, so memory is measured in a steady state, not by file size.
  */
 
 export interface GenerateOptions {
@@ -31,8 +33,8 @@ const IF_ETH0 = 2;
 const IF_VETH = 7;
 const PKT_HOST = 0;
 const PKT_OUTGOING = 4;
-const SLOT_US = 40;
-const SPACING = 25;
+const SLOT_US = 200;
+const SPACING = 5;
 const REQUEST = 64;
 const RESPONSE = 160;
 
@@ -48,6 +50,7 @@ const SCRIPT: { fromClient: boolean; flags: number; payload: number }[] = [
   { fromClient: false, flags: 0x18, payload: RESPONSE }, // ACK PSH response
   { fromClient: true, flags: 0x11, payload: 0 }, // FIN ACK
   { fromClient: false, flags: 0x11, payload: 0 }, // FIN ACK
+  { fromClient: true, flags: 0x10, payload: 0 }, // ACK of the FIN
 ];
 export const PACKETS_PER_CONNECTION = SCRIPT.length * 2;
 
@@ -182,10 +185,11 @@ export function generateCapture(path: string, options: GenerateOptions): Generat
       const t = slot * SLOT_US + (steps - 1 - k) * 4;
       // Sequence numbers as the script advances: SYN and FIN count one, payload its length.
       const cseq = c.cseq + (k >= 2 ? 1 : 0) + (k >= 3 ? REQUEST : 0) + (k >= 5 ? 1 : 0);
+      // k = 6 is the client's last ACK: its FIN (k = 4) counted one, hence k >= 5 above.
       const sseq = c.sseq + (k >= 3 ? 1 : 0) + (k >= 4 ? RESPONSE : 0);
       const ipId = (c.ipId + k) & 0xffff;
       if (step.fromClient) {
-        const ack = k === 0 ? 0 : k === 2 ? c.sseq + 1 : c.sseq + 1 + RESPONSE + (k >= 5 ? 1 : 0);
+        const ack = k === 0 ? 0 : k === 2 ? c.sseq + 1 : c.sseq + 1 + RESPONSE + (k >= 6 ? 1 : 0);
         write(
           t,
           IF_ETH0,

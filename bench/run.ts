@@ -30,7 +30,7 @@ function packageRoot(): string {
 
 const root = packageRoot();
 const out = join(root, "bench", "out");
-const GENERATOR_VERSION = 1;
+const GENERATOR_VERSION = 2;
 
 function have(tool: string): boolean {
   return spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).status === 0;
