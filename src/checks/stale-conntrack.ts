@@ -79,6 +79,9 @@ export const staleConntrack = defineCheck({
 
     // Conntrack records whose reply source is no endpoint of the VIP at dump time.
     for (const ct of ctx.conntrack) {
+      // kube-proxy deletes UDP entries of removed endpoints; TCP entries end with their
+      // connections (FIN, RST, timeout) and are not stale by themselves.
+      if (ct.proto !== 17) continue;
       const service = ctx.services.vip(ct.proto, ct.orig.dstIp, ct.orig.dstPort);
       if (service === null) continue;
       const ep = endpointText(ct.reply.srcIp, ct.reply.srcPort);

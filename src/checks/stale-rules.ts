@@ -1,10 +1,31 @@
 import type { RuleSetView } from "../reconstruct/types.js";
-import { afterRemoval, findRemovals } from "./removals.js";
+import { afterRemoval, findRemovals, type Removal } from "./removals.js";
 import type { CheckContext, Finding } from "./types.js";
 import { defineCheck } from "./types.js";
 import { endpointText, findService, serviceRuleLines } from "./util.js";
 
 type StaleFinding = Extract<Finding, { check: "stale-rules" }>;
+
+/**
+ * Within the grace period a node may simply not have synced yet — unless another node's dump,
+ * taken after the removal and no later than this one, already shows it gone.
+ */
+function peersCaughtUp(ctx: CheckContext, r: Removal, node: string, t: number): boolean {
+  if (t <= r.removedAt || (r.restoredAt !== null && t >= r.restoredAt)) return false;
+  for (const other of ctx.rulesets.nodes()) {
+    if (other === node) continue;
+    for (const rs of ctx.rulesets.forNode(other)) {
+      if (rs.takenAt <= r.removedAt || rs.takenAt > t) continue;
+      const sp = findService(rs, r.service);
+      const gone =
+        sp === null ||
+        (r.endpoint !== null &&
+          !sp.endpoints.some((e) => endpointText(e.ip, e.port) === r.endpoint));
+      if (gone) return true;
+    }
+  }
+  return false;
+}
 
 function removedStillPresent(ctx: CheckContext, out: StaleFinding[], done: Set<string>): void {
   const grace = ctx.options.graceSeconds;
@@ -12,7 +33,9 @@ function removedStillPresent(ctx: CheckContext, out: StaleFinding[], done: Set<s
     for (const node of ctx.rulesets.nodes()) {
       const stale: RuleSetView[] = [];
       for (const rs of ctx.rulesets.forNode(node)) {
-        if (!afterRemoval(r, rs.takenAt, grace)) continue;
+        if (!afterRemoval(r, rs.takenAt, grace) && !peersCaughtUp(ctx, r, node, rs.takenAt)) {
+          continue;
+        }
         const sp = findService(rs, r.service);
         if (sp === null) continue;
         if (

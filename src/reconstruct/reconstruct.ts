@@ -61,6 +61,23 @@ interface Buffered {
   claimed: boolean;
 }
 
+/**
+ * Is a second translation of the same pre-NAT tuple on the same node the same conversation (its
+ * translation changed midway) rather than a new one reusing the client port? It is when a pre-NAT
+ * leg of the connection on that node was still active then; without such a leg (the capture
+ * lost it), when the earlier translations were.
+ */
+function sameConversation(w: WorkConnection, tr: TranslationView): boolean {
+  const slack = 0.001;
+  let legs = 0;
+  for (const l of w.preLegs) {
+    if (l.node !== tr.node) continue;
+    legs++;
+    if (l.firstTs - slack <= tr.firstTs && tr.firstTs <= l.lastTs + slack) return true;
+  }
+  return legs === 0 && tr.firstTs <= w.lastTs + slack;
+}
+
 export function tupleKey(t: TupleView): string {
   return `${t.proto}|${t.srcIp}|${t.srcPort}|${t.dstIp}|${t.dstPort}`;
 }
@@ -136,11 +153,28 @@ export function reconstruct(
     open.set(key, w);
   };
 
+  /**
+   * Port reuse: a second leg with the same tuple at the same observation point (node,
+   * interface, direction) is another conversation, however soon it follows.
+   */
+  const seenHere = (w: WorkConnection, leg: LegView): boolean => {
+    const same = (l: LegView) =>
+      l.node === leg.node &&
+      l.iface === leg.iface &&
+      l.direction === leg.direction &&
+      l.origPort === leg.origPort &&
+      l.respPort === leg.respPort &&
+      l.origIp === leg.origIp &&
+      l.respIp === leg.respIp;
+    return w.preLegs.some(same) || w.postLegs.some(same);
+  };
+
   const claim = (w: WorkConnection, key: string, role: "pre" | "post", around: number) => {
     const list = bufByKey.get(key);
     if (list === undefined) return;
     for (const b of list) {
       if (b.claimed || Math.abs(b.leg.firstTs - around) > skew) continue;
+      if (seenHere(w, b.leg)) continue;
       b.claimed = true;
       attach(w, b.leg, role);
     }
@@ -264,7 +298,7 @@ export function reconstruct(
     advance(leg.firstTs);
     const key = legKey(leg);
     const w = open.get(key);
-    if (w !== undefined && Math.abs(leg.firstTs - w.start) <= skew) {
+    if (w !== undefined && Math.abs(leg.firstTs - w.start) <= skew && !seenHere(w, leg)) {
       attach(w, leg, key === tupleKey(w.pre) ? "pre" : "post");
       return;
     }
@@ -283,11 +317,7 @@ export function reconstruct(
     const existing = open.get(preKey);
     // The same connection translated again (the stream shows a second record when the
     // translation changed midway, or the detector split it): one connection, several posts.
-    if (
-      existing !== undefined &&
-      existing.node === tr.node &&
-      tr.firstTs <= Math.max(existing.lastTs, existing.start + skew) + skew
-    ) {
+    if (existing !== undefined && existing.node === tr.node && sameConversation(existing, tr)) {
       existing.translationIds.push(tr.id);
       const postKey = tupleKey(tr.post);
       if (!existing.posts.some((p) => tupleKey(p) === postKey)) {

@@ -58,6 +58,14 @@ describe("stale-rules", () => {
     });
     expect(staleRules.run(ctx)).toEqual([]);
   });
+  it("reports a node still behind after its peers caught up, even within the grace period", () => {
+    const ctx = context({
+      inventory: [snapshot(100, [web(), other()]), snapshot(200, [other()])],
+      rulesets: [ruleset(1, "n1", 201, [other()]), ruleset(2, "n2", 202, [web(), other()])],
+    });
+    const found = staleRules.run(ctx).filter((f) => f.evidence.kind === "removed-service");
+    expect(found.map((f) => f.node)).toEqual(["n2"]);
+  });
   it("reports orphan chains, unlisted endpoints and disagreeing nodes", () => {
     const ctx = context({
       inventory: [snapshot(100, [web()])],
