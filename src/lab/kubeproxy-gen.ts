@@ -95,6 +95,12 @@ export interface GenOptions {
   masqueradeBit?: number;
   /** The mark's text, overriding masqueradeBit (upstream's unit tests use "0x4000"). */
   masqueradeMark?: string;
+  /**
+   * Tell pod traffic by the cluster CIDR (kube-proxy's --cluster-cidr detector). Default true.
+   * false is kube-proxy without a local-traffic detector: no off-cluster masquerade on ClusterIPs
+   * and no pod short-circuit for Local external policy (the CIDR then only picks the family).
+   */
+  localDetector?: boolean;
   /** --masquerade-all: masquerade every ClusterIP connection. Default false. */
   masqueradeAll?: boolean;
   /** net.netfilter.nf_conntrack_tcp_be_liberal=1 on the node: no INVALID drop rule. Default false. */
@@ -328,6 +334,7 @@ export function generateIptablesRestore(
   const randomFully = options.randomFully ?? true;
   const nfacct = options.nfacct ?? false;
   const masqueradeAll = options.masqueradeAll ?? false;
+  const localDetector = options.localDetector ?? true;
   const conntrackTCPLiberal = options.conntrackTCPLiberal ?? false;
   const masqueradeBit = options.masqueradeBit ?? 14;
   if (!Number.isInteger(masqueradeBit) || masqueradeBit < 0 || masqueradeBit > 31) {
@@ -600,7 +607,8 @@ export function generateIptablesRestore(
     if (hasInternalEndpoints) {
       const args = `-m comment --comment ${q(`${name} cluster IP`)} ${protoMatch} -d ${clusterIP} --dport ${port}`;
       if (masqueradeAll) masqJump(`-A ${internalTrafficChain} ${args}`);
-      else masqJump(`-A ${internalTrafficChain} ${args} ! -s ${clusterCidrText}`);
+      else if (localDetector)
+        masqJump(`-A ${internalTrafficChain} ${args} ! -s ${clusterCidrText}`);
     }
 
     if (usesExternalTrafficChain) {
@@ -613,9 +621,11 @@ export function generateIptablesRestore(
       } else {
         // Pods reaching an external IP of a Local service behave as if they went out to the
         // load balancer and back: Cluster policy, source kept.
-        natRules.push(
-          `-A ${extChain} -m comment --comment ${q(`pod traffic for ${name} external destinations`)} -s ${clusterCidrText} -j ${clusterPolicyChain}`,
-        );
+        if (localDetector) {
+          natRules.push(
+            `-A ${extChain} -m comment --comment ${q(`pod traffic for ${name} external destinations`)} -s ${clusterCidrText} -j ${clusterPolicyChain}`,
+          );
+        }
         // The node's own traffic has the VIP-side address as source: it must be masqueraded.
         masqJump(
           `-A ${extChain} -m comment --comment ${q(`masquerade LOCAL traffic for ${name} external destinations`)} -m addrtype --src-type LOCAL`,

@@ -10,7 +10,8 @@ import { cidrContains, normalizeIP, parseCidr } from "../../src/util/ip.js";
 /*
  * Upstream kube-proxy's packet-flow tests (pkg/proxy/iptables/proxier_test.go @531be812:
  * TestNoEndpointsReject, TestClusterIPGeneral, TestLoadBalancer, TestNodePorts (all seven cases),
- * TestExternalTrafficPolicyLocal, TestExternalTrafficPolicyCluster), run against our
+ * TestExternalTrafficPolicyLocal, TestExternalTrafficPolicyCluster, TestInternalExternalMasquerade,
+ * TestSyncProxyRulesLargeClusterMode), run against our
  * generator's output with a port of upstream's own test tracer (tracePacket): every
  * --probability branch is followed, rules testing affinity, marks or conntrack state never
  * match, nat PREROUTING first, then the filter chains KUBE-SERVICES, KUBE-EXTERNAL-SERVICES,
@@ -735,6 +736,366 @@ describe("generated rules against upstream packet-flow expectations", () => {
       ]);
     });
   }
+
+  // TestInternalExternalMasquerade: one flow table, four proxier configurations.
+  const masqFlows: Flow[] = [
+    {
+      name: "pod to ClusterIP",
+      sourceIP: "10.0.0.2",
+      destIP: "172.30.0.41",
+      destPort: 80,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+    },
+    {
+      name: "pod to NodePort",
+      sourceIP: "10.0.0.2",
+      destIP: testNodeIP,
+      destPort: 3001,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "pod to LB",
+      sourceIP: "10.0.0.2",
+      destIP: "1.2.3.4",
+      destPort: 80,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "node to ClusterIP",
+      sourceIP: testNodeIP,
+      destIP: "172.30.0.41",
+      destPort: 80,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "node to NodePort",
+      sourceIP: testNodeIP,
+      destIP: testNodeIP,
+      destPort: 3001,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "localhost to NodePort",
+      sourceIP: "127.0.0.1",
+      destIP: "127.0.0.1",
+      destPort: 3001,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "node to LB",
+      sourceIP: testNodeIP,
+      destIP: "1.2.3.4",
+      destPort: 80,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "external to ClusterIP",
+      sourceIP: testExternalClient,
+      destIP: "172.30.0.41",
+      destPort: 80,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "external to NodePort",
+      sourceIP: testExternalClient,
+      destIP: testNodeIP,
+      destPort: 3001,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "external to LB",
+      sourceIP: testExternalClient,
+      destIP: "1.2.3.4",
+      destPort: 80,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "pod to ClusterIP with eTP:Local",
+      sourceIP: "10.0.0.2",
+      destIP: "172.30.0.42",
+      destPort: 80,
+      output: "10.180.0.2:80, 10.180.1.2:80",
+    },
+    {
+      name: "pod to NodePort with eTP:Local",
+      sourceIP: "10.0.0.2",
+      destIP: testNodeIP,
+      destPort: 3002,
+      output: "10.180.0.2:80, 10.180.1.2:80",
+    },
+    {
+      name: "pod to LB with eTP:Local",
+      sourceIP: "10.0.0.2",
+      destIP: "5.6.7.8",
+      destPort: 80,
+      output: "10.180.0.2:80, 10.180.1.2:80",
+    },
+    {
+      name: "node to ClusterIP with eTP:Local",
+      sourceIP: testNodeIP,
+      destIP: "172.30.0.42",
+      destPort: 80,
+      output: "10.180.0.2:80, 10.180.1.2:80",
+      masq: true,
+    },
+    // Upstream's own case: port 3001 (svc1's NodePort), so the same as "node to NodePort".
+    {
+      name: "node to NodePort with eTP:Local",
+      sourceIP: testNodeIP,
+      destIP: testNodeIP,
+      destPort: 3001,
+      output: "10.180.0.1:80, 10.180.1.1:80",
+      masq: true,
+    },
+    {
+      name: "localhost to NodePort with eTP:Local",
+      sourceIP: "127.0.0.1",
+      destIP: "127.0.0.1",
+      destPort: 3002,
+      output: "10.180.0.2:80, 10.180.1.2:80",
+      masq: true,
+    },
+    {
+      name: "node to LB with eTP:Local",
+      sourceIP: testNodeIP,
+      destIP: "5.6.7.8",
+      destPort: 80,
+      output: "10.180.0.2:80, 10.180.1.2:80",
+      masq: true,
+    },
+    {
+      name: "external to ClusterIP with eTP:Local",
+      sourceIP: testExternalClient,
+      destIP: "172.30.0.42",
+      destPort: 80,
+      output: "10.180.0.2:80, 10.180.1.2:80",
+      masq: true,
+    },
+    {
+      name: "external to NodePort with eTP:Local",
+      sourceIP: testExternalClient,
+      destIP: testNodeIP,
+      destPort: 3002,
+      output: "10.180.0.2:80",
+    },
+    {
+      name: "external to LB with eTP:Local",
+      sourceIP: testExternalClient,
+      destIP: "5.6.7.8",
+      destPort: 80,
+      output: "10.180.0.2:80",
+    },
+    {
+      name: "pod to ClusterIP with iTP:Local",
+      sourceIP: "10.0.0.2",
+      destIP: "172.30.0.43",
+      destPort: 80,
+      output: "10.180.0.3:80",
+    },
+    {
+      name: "pod to NodePort with iTP:Local",
+      sourceIP: "10.0.0.2",
+      destIP: testNodeIP,
+      destPort: 3003,
+      output: "10.180.0.3:80, 10.180.1.3:80",
+      masq: true,
+    },
+    {
+      name: "pod to LB with iTP:Local",
+      sourceIP: "10.0.0.2",
+      destIP: "9.10.11.12",
+      destPort: 80,
+      output: "10.180.0.3:80, 10.180.1.3:80",
+      masq: true,
+    },
+    {
+      name: "node to ClusterIP with iTP:Local",
+      sourceIP: testNodeIP,
+      destIP: "172.30.0.43",
+      destPort: 80,
+      output: "10.180.0.3:80",
+      masq: true,
+    },
+    {
+      name: "node to NodePort with iTP:Local",
+      sourceIP: testNodeIP,
+      destIP: testNodeIP,
+      destPort: 3003,
+      output: "10.180.0.3:80, 10.180.1.3:80",
+      masq: true,
+    },
+    {
+      name: "localhost to NodePort with iTP:Local",
+      sourceIP: "127.0.0.1",
+      destIP: "127.0.0.1",
+      destPort: 3003,
+      output: "10.180.0.3:80, 10.180.1.3:80",
+      masq: true,
+    },
+    {
+      name: "node to LB with iTP:Local",
+      sourceIP: testNodeIP,
+      destIP: "9.10.11.12",
+      destPort: 80,
+      output: "10.180.0.3:80, 10.180.1.3:80",
+      masq: true,
+    },
+    {
+      name: "external to ClusterIP with iTP:Local",
+      sourceIP: testExternalClient,
+      destIP: "172.30.0.43",
+      destPort: 80,
+      output: "10.180.0.3:80",
+      masq: true,
+    },
+    {
+      name: "external to NodePort with iTP:Local",
+      sourceIP: testExternalClient,
+      destIP: testNodeIP,
+      destPort: 3003,
+      output: "10.180.0.3:80, 10.180.1.3:80",
+      masq: true,
+    },
+    {
+      name: "external to LB with iTP:Local",
+      sourceIP: testExternalClient,
+      destIP: "9.10.11.12",
+      destPort: 80,
+      output: "10.180.0.3:80, 10.180.1.3:80",
+      masq: true,
+    },
+  ];
+  const masqServices = (): GenServicePort[] => {
+    const pair = (n: number) => [
+      ep(`10.180.0.${n}`, 80, "test-node"),
+      ep(`10.180.1.${n}`, 80, "remote"),
+    ];
+    return [
+      svc({
+        clusterIP: "172.30.0.41",
+        nodePort: 3001,
+        loadBalancerIPs: ["1.2.3.4"],
+        endpoints: pair(1),
+      }),
+      svc({
+        namespace: "ns2",
+        name: "svc2",
+        clusterIP: "172.30.0.42",
+        nodePort: 3002,
+        healthCheckNodePort: 30002,
+        externalTrafficPolicy: "Local",
+        loadBalancerIPs: ["5.6.7.8"],
+        endpoints: pair(2),
+      }),
+      svc({
+        namespace: "ns3",
+        name: "svc3",
+        clusterIP: "172.30.0.43",
+        nodePort: 3003,
+        internalTrafficPolicy: "Local",
+        loadBalancerIPs: ["9.10.11.12"],
+        endpoints: pair(3),
+      }),
+    ];
+  };
+  const noDetector = {
+    "node to ClusterIP": { masq: false },
+    "node to ClusterIP with eTP:Local": { masq: false },
+    "node to ClusterIP with iTP:Local": { masq: false },
+    "external to ClusterIP": { masq: false },
+    "external to ClusterIP with eTP:Local": { masq: false },
+    "external to ClusterIP with iTP:Local": { masq: false },
+    "pod to NodePort with eTP:Local": { output: "10.180.0.2:80" },
+    "pod to LB with eTP:Local": { output: "10.180.0.2:80" },
+  };
+  const masqAll = {
+    "pod to ClusterIP": { masq: true },
+    "pod to ClusterIP with eTP:Local": { masq: true },
+    "pod to ClusterIP with iTP:Local": { masq: true },
+  };
+  const masqCases: [
+    string,
+    { masqueradeAll: boolean; localDetector: boolean },
+    Record<string, Partial<Flow>>,
+  ][] = [
+    ["base", { masqueradeAll: false, localDetector: true }, {}],
+    ["no LocalTrafficDetector", { masqueradeAll: false, localDetector: false }, noDetector],
+    ["masqueradeAll", { masqueradeAll: true, localDetector: true }, masqAll],
+    [
+      "masqueradeAll, no LocalTrafficDetector",
+      { masqueradeAll: true, localDetector: false },
+      {
+        ...masqAll,
+        "pod to NodePort with eTP:Local": { output: "10.180.0.2:80" },
+        "pod to LB with eTP:Local": { output: "10.180.0.2:80" },
+      },
+    ],
+  ];
+  for (const [name, opts, overrides] of masqCases) {
+    it(`TestInternalExternalMasquerade: ${name}`, () => {
+      const rules = generateIptablesRestore(masqServices(), node4, {}, { ...fake, ...opts });
+      const flows = masqFlows.map((f) => ({ ...f, ...(overrides[f.name] ?? {}) }));
+      // As upstream: every override must name a flow.
+      for (const key of Object.keys(overrides))
+        expect(
+          masqFlows.some((f) => f.name === key),
+          key,
+        ).toBe(true);
+      runFlows(rules, flows);
+    });
+  }
+
+  it("TestSyncProxyRulesLargeClusterMode: the exact endpoint rules below and above the threshold", () => {
+    const spread = (prefix: string, n: number, port: number) =>
+      Array.from({ length: n }, (_, i) => ep(`${prefix}.${i % 256}.${Math.floor(i / 256)}`, port));
+    const below = [
+      svc({ clusterIP: "172.30.0.41", endpoints: spread("10.0", 499, 80) }),
+      svc({
+        namespace: "ns2",
+        name: "svc2",
+        portName: "p8080",
+        port: 8080,
+        clusterIP: "172.30.0.42",
+        endpoints: spread("10.1", 499, 8080),
+      }),
+    ];
+    const opts = { ...fake, masqueradeAll: true };
+    const first = (text: string, ip: string) =>
+      text
+        .split("\n")
+        .find((l) => l.startsWith("-A KUBE-SEP-") && l.includes("-j DNAT") && l.includes(`${ip}:`));
+    const small = generateIptablesRestore(below, node4, {}, opts);
+    expect(first(small, "10.0.0.0")).toBe(
+      "-A KUBE-SEP-DKGQUZGBKLTPAR56 -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.0.0:80",
+    );
+    const above = [
+      ...below,
+      svc({
+        namespace: "ns3",
+        name: "svc3",
+        portName: "p8081",
+        port: 8081,
+        clusterIP: "172.30.0.43",
+        endpoints: ["203.0.113.4", "203.0.113.8", "203.0.113.12"].map((ip) => ep(ip, 8081)),
+      }),
+    ];
+    const large = generateIptablesRestore(above, node4, {}, opts);
+    expect(first(large, "10.0.0.0")).toBe(
+      "-A KUBE-SEP-DKGQUZGBKLTPAR56 -m tcp -p tcp -j DNAT --to-destination 10.0.0.0:80",
+    );
+    expect(first(large, "203.0.113.4")).toBe(
+      "-A KUBE-SEP-RUVVH7YV3PHQBDOS -m tcp -p tcp -j DNAT --to-destination 203.0.113.4:8081",
+    );
+  });
 
   it("the tracer can fail: a missing masquerade is caught", () => {
     const rules = generateIptablesRestore(
