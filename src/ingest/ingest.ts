@@ -55,7 +55,6 @@ export interface FileResult {
 
 export type IngestEvent =
   | { type: "plan"; files: number; totalBytes: number }
-  | { type: "file-start"; path: string; kind: InputKind; node: string | null; size: number }
   | {
       type: "progress";
       path: string;
@@ -203,9 +202,9 @@ function emptyResult(
 /**
  * Ingest files and directories into the database. Each file is one transaction: it is stored
  * completely or not at all. An input already stored is skipped: a capture with the same content
- * (sha256), a snapshot with the same content, node and time. Bad input
- * in one file (InputError) is reported in its result and the others still go in; any other error
- * is a bug and is thrown after rolling that file back.
+ * (sha256), a snapshot with the same content, node and time. Bad input in one file (InputError)
+ * is reported in its result and the others still go in; any other error is a bug and is thrown
+ * after rolling that file back.
  */
 export async function ingestPaths(
   db: Db,
@@ -251,7 +250,7 @@ export async function ingestPaths(
         }),
       );
     } catch (error) {
-      writer.rollback();
+      // ingestOne has rolled its transaction back.
       if (!(error instanceof InputError)) throw error;
       result = emptyResult(file.path, null, null, "failed", error.message);
     }
@@ -398,17 +397,7 @@ async function ingestCapture(
       },
     },
   );
-  writer.setCaptureTotals(captureId, {
-    firstTs: s.firstTs,
-    lastTs: s.lastTs,
-    packets: s.packets,
-    bytes: s.bytes,
-    linkTypes: s.linkTypes,
-    warnings: s.warnings,
-    legs: s.legs,
-    translations: s.translations,
-    dnsMessages: s.dnsMessages,
-  });
+  writer.setCaptureTotals(captureId, s);
   writer.addAnomalies(captureId, s.anomalies);
   result.packets = s.packets;
   result.legs = s.legs;
