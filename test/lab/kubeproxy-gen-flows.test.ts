@@ -11,7 +11,8 @@ import { cidrContains, normalizeIP, parseCidr } from "../../src/util/ip.js";
  * Upstream kube-proxy's packet-flow tests (pkg/proxy/iptables/proxier_test.go @531be812:
  * TestNoEndpointsReject, TestClusterIPGeneral, TestLoadBalancer, TestNodePorts (all seven cases),
  * TestExternalTrafficPolicyLocal, TestExternalTrafficPolicyCluster, TestInternalExternalMasquerade,
- * TestSyncProxyRulesLargeClusterMode), run against our
+ * TestSyncProxyRulesLargeClusterMode, TestInternalTrafficPolicy, TestTerminatingEndpointsTrafficPolicy
+ * Local and Cluster), run against our
  * generator's output with a port of upstream's own test tracer (tracePacket): every
  * --probability branch is followed, rules testing affinity, marks or conntrack state never
  * match, nat PREROUTING first, then the filter chains KUBE-SERVICES, KUBE-EXTERNAL-SERVICES,
@@ -1096,6 +1097,203 @@ describe("generated rules against upstream packet-flow expectations", () => {
       "-A KUBE-SEP-RUVVH7YV3PHQBDOS -m tcp -p tcp -j DNAT --to-destination 203.0.113.4:8081",
     );
   });
+
+  // TestInternalTrafficPolicy: an unnamed port, iTP Cluster/Local, local endpoints or not.
+  const itpCases: [string, "Cluster" | "Local", [string, string][], string][] = [
+    [
+      "cluster",
+      "Cluster",
+      [
+        ["10.0.1.1", "test-node"],
+        ["10.0.1.2", "node1"],
+        ["10.0.1.3", "node2"],
+      ],
+      "10.0.1.1:80, 10.0.1.2:80, 10.0.1.3:80",
+    ],
+    [
+      "local, one local endpoint",
+      "Local",
+      [
+        ["10.0.1.1", "test-node"],
+        ["10.0.1.2", "node1"],
+        ["10.0.1.3", "node2"],
+      ],
+      "10.0.1.1:80",
+    ],
+    [
+      "local, several local endpoints",
+      "Local",
+      [
+        ["10.0.1.1", "test-node"],
+        ["10.0.1.2", "test-node"],
+        ["10.0.1.3", "node2"],
+      ],
+      "10.0.1.1:80, 10.0.1.2:80",
+    ],
+    [
+      "local, no local endpoints",
+      "Local",
+      [
+        ["10.0.1.1", "node0"],
+        ["10.0.1.2", "node1"],
+        ["10.0.1.3", "node2"],
+      ],
+      "DROP",
+    ],
+  ];
+  for (const [name, policy, eps, output] of itpCases) {
+    it(`TestInternalTrafficPolicy: ${name}`, () => {
+      const base = { portName: "", clusterIP: "172.30.1.1", internalTrafficPolicy: policy };
+      const rules = generateIptablesRestore(
+        [svc({ ...base, endpoints: eps.map(([ip, n]) => ep(ip, 80, n)) })],
+        node4,
+        {},
+        fake,
+      );
+      runFlows(rules, [
+        {
+          name: "pod to ClusterIP",
+          sourceIP: "10.0.0.2",
+          destIP: "172.30.1.1",
+          destPort: 80,
+          output,
+        },
+      ]);
+      // Then the endpoints are deleted.
+      runFlows(generateIptablesRestore([svc(base)], node4, {}, fake), [
+        {
+          name: "endpoints deleted",
+          sourceIP: "10.0.0.2",
+          destIP: "172.30.1.1",
+          destPort: 80,
+          output: "REJECT",
+        },
+      ]);
+    });
+  }
+
+  // TestTerminatingEndpointsTrafficPolicyLocal / …Cluster: ready, serving and terminating
+  // conditions on local and remote endpoints.
+  const cond = (
+    ip: string,
+    ready: boolean,
+    serving: boolean,
+    terminating: boolean,
+    nodeName: string,
+  ): GenEndpoint => ({
+    ip,
+    port: 80,
+    ready,
+    serving,
+    terminating,
+    nodeName,
+  });
+  const me = "test-node";
+  const termCases: [
+    string,
+    GenEndpoint[],
+    { local: [string, string]; cluster: [string, string] },
+  ][] = [
+    [
+      "ready endpoints exist",
+      [
+        cond("10.0.1.1", true, true, false, me),
+        cond("10.0.1.2", true, true, false, me),
+        cond("10.0.1.3", false, true, true, me),
+        cond("10.0.1.4", false, false, true, me),
+        cond("10.0.1.5", true, true, false, "node-1"),
+      ],
+      {
+        local: ["10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80", "10.0.1.1:80, 10.0.1.2:80"],
+        cluster: ["10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80", "10.0.1.1:80, 10.0.1.2:80, 10.0.1.5:80"],
+      },
+    ],
+    [
+      "only terminating endpoints exist (locally)",
+      [
+        cond("10.0.1.2", false, true, true, me),
+        cond("10.0.1.3", false, true, true, me),
+        cond("10.0.1.4", false, false, true, me),
+        cond("10.0.1.5", true, true, false, "node-1"),
+      ],
+      {
+        local: ["10.0.1.5:80", "10.0.1.2:80, 10.0.1.3:80"],
+        cluster: ["10.0.1.5:80", "10.0.1.5:80"],
+      },
+    ],
+    [
+      "terminating endpoints on remote node",
+      [cond("10.0.1.5", false, true, true, "node-1")],
+      { local: ["10.0.1.5:80", "DROP"], cluster: ["10.0.1.5:80", "10.0.1.5:80"] },
+    ],
+    [
+      "no usable endpoints on any node",
+      [cond("10.0.1.5", false, false, true, me), cond("10.0.1.5", false, false, true, "node-1")],
+      { local: ["REJECT", "REJECT"], cluster: ["REJECT", "REJECT"] },
+    ],
+  ];
+  // The Cluster variant's own "only terminating endpoints exist" has no ready endpoint at all.
+  const clusterOnlyTerminating: GenEndpoint[] = [
+    cond("10.0.1.2", false, true, true, me),
+    cond("10.0.1.3", false, true, true, me),
+    cond("10.0.1.4", false, false, true, "another-node"),
+    cond("10.0.1.5", false, true, true, "another-node"),
+  ];
+  for (const policy of ["Local", "Cluster"] as const) {
+    for (const [name, eps, want] of termCases) {
+      it(`TestTerminatingEndpointsTrafficPolicy${policy}: ${name}`, () => {
+        const key = policy === "Local" ? "local" : "cluster";
+        let endpoints = eps;
+        let [toCluster, toLB] = want[key];
+        if (policy === "Cluster" && name.startsWith("only terminating")) {
+          endpoints = clusterOnlyTerminating;
+          toCluster = "10.0.1.2:80, 10.0.1.3:80, 10.0.1.5:80";
+          toLB = toCluster;
+        }
+        const base = {
+          portName: "",
+          clusterIP: "172.30.1.1",
+          loadBalancerIPs: ["1.2.3.4"],
+          healthCheckNodePort: 30000,
+          externalTrafficPolicy: policy,
+        };
+        const masq = policy === "Cluster" && toLB !== "REJECT" && toLB !== "DROP";
+        runFlows(generateIptablesRestore([svc({ ...base, endpoints })], node4, {}, fake), [
+          {
+            name: "pod to clusterIP",
+            sourceIP: "10.0.0.2",
+            destIP: "172.30.1.1",
+            destPort: 80,
+            output: toCluster,
+          },
+          {
+            name: "external to LB",
+            sourceIP: testExternalClient,
+            destIP: "1.2.3.4",
+            destPort: 80,
+            output: toLB,
+            masq,
+          },
+        ]);
+        runFlows(generateIptablesRestore([svc(base)], node4, {}, fake), [
+          {
+            name: "pod after deletion",
+            sourceIP: "10.0.0.2",
+            destIP: "172.30.1.1",
+            destPort: 80,
+            output: "REJECT",
+          },
+          {
+            name: "external after deletion",
+            sourceIP: testExternalClient,
+            destIP: "1.2.3.4",
+            destPort: 80,
+            output: "REJECT",
+          },
+        ]);
+      });
+    }
+  }
 
   it("the tracer can fail: a missing masquerade is caught", () => {
     const rules = generateIptablesRestore(
