@@ -7,5 +7,6 @@ export {
   type CRule,
   compileRuleSet,
 } from "./compile.js";
+export { ipsetLookup } from "./ipsets.js";
 export { compileContext, Simulator, simulate } from "./simulate.js";
 export type * from "./types.js";

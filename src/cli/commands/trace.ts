@@ -2,12 +2,14 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import {
   type Hook,
+  ipsetLookup,
   type NodeContext,
   type SimPacket,
   type SimProtocol,
   Simulator,
 } from "../../netfilter/index.js";
 import { describeResult } from "../../netfilter/story.js";
+import { parseIpsetSave } from "../../rules/ipset.js";
 import { parseIptablesSave } from "../../rules/iptables-save.js";
 import { InputError, UsageError } from "../../util/errors.js";
 import { ipFamily } from "../../util/ip.js";
@@ -27,7 +29,20 @@ interface TraceCliOptions {
   ctState: string;
   mode: string;
   affinity: string;
+  ipsets?: string;
   json?: boolean;
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new InputError(
+      `cannot read: ${(error as Error).message}`,
+      { file: path },
+      { cause: error },
+    );
+  }
 }
 
 function collectList(value: string, previous: string[]): string[] {
@@ -74,6 +89,7 @@ export function registerTrace(program: Command): void {
       "unknown (keep both -m recent branches) or none (no client listed)",
       "unknown",
     )
+    .option("--ipsets <file>", "`ipset save` output of the node, for -m set matches")
     .option("--json", "print one JSON object: {outcomes, unmodelled}")
     .action((opts: TraceCliOptions) => {
       const proto = opts.proto.toLowerCase();
@@ -135,6 +151,9 @@ export function registerTrace(program: Command): void {
       }
       const rules = parseIptablesSave(text, { source: opts.rules });
       const ctx: NodeContext = { localAddresses: opts.localIp };
+      if (opts.ipsets !== undefined) {
+        ctx.ipsets = ipsetLookup(parseIpsetSave(readText(opts.ipsets), { source: opts.ipsets }));
+      }
       if (opts.affinity === "none") ctx.affinity = new Map();
       const packet: SimPacket = {
         proto: proto as SimProtocol,
