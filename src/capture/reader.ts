@@ -85,7 +85,7 @@ export async function readCaptureFile(
   }
   if (isGzip(headRaw)) {
     compressed = true;
-    source = raw.pipe(createGunzip({ chunkSize }));
+    source = raw.pipe(createGunzip({ chunkSize: Math.max(64, chunkSize) }));
     raw.on("error", (err) => source.destroy(err));
   }
   const format = sniffFormat(head);

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { base64, sha1Short } from "./sha1.js";
 
 /**
  * Community ID v1 (corelight/community-id-spec): SHA-1 over seed, the two addresses, protocol,
@@ -62,6 +62,8 @@ function less(a: Uint8Array, b: Uint8Array, pa: number, pb: number): boolean {
   return pa < pb;
 }
 
+const MSG = new Uint8Array(44);
+
 /**
  * Community ID of a flow. Addresses are 4 or 16 bytes in network order. `ports` false for
  * protocols without ports (the spec hashes no port bytes then). For ICMP pass the port
@@ -87,19 +89,23 @@ export function communityId(
     pa = dstPort;
     pb = srcPort;
   }
-  const buf = Buffer.alloc(2 + a.length * 2 + 2 + (withPorts ? 4 : 0));
-  let o = buf.writeUInt16BE(seed, 0);
-  buf.set(a, o);
+  const m = MSG;
+  m[0] = seed >>> 8;
+  m[1] = seed & 0xff;
+  let o = 2;
+  m.set(a, o);
   o += a.length;
-  buf.set(b, o);
+  m.set(b, o);
   o += b.length;
-  buf[o++] = proto;
-  buf[o++] = 0;
+  m[o++] = proto;
+  m[o++] = 0;
   if (withPorts) {
-    o = buf.writeUInt16BE(pa, o);
-    buf.writeUInt16BE(pb, o);
+    m[o++] = pa >>> 8;
+    m[o++] = pa & 0xff;
+    m[o++] = pb >>> 8;
+    m[o++] = pb & 0xff;
   }
-  return `1:${createHash("sha1").update(buf).digest("base64")}`;
+  return `1:${base64(sha1Short(m, o), 20)}`;
 }
 
 export function ipv4Bytes(v: number): Uint8Array {

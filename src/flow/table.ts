@@ -66,6 +66,14 @@ export interface FlowTableOptions {
   translationWindow?: number;
 }
 
+/** History code of Zeek's "^" (direction flipped). */
+const HIST_FLIP = 14;
+/** Codes 0-5 originator letters, 8-13 responder letters, 14 the flip mark (digit = code + 1). */
+const HISTORY_CHARS = `${HISTORY_LETTERS}..${HISTORY_LETTERS.toLowerCase()}^`;
+
+/** Probe positions per fingerprint in the translation window. */
+const PROBES = 8;
+
 const LIST_OPEN_TCP = 0;
 const LIST_OTHER = 1;
 const LIST_CLOSED = 2;
@@ -93,6 +101,7 @@ export class Leg {
   lruPrev: Leg | null = null;
   lruNext: Leg | null = null;
   list = -1;
+  touchedTs = 0;
   closed = false;
   o4 = 0;
   r4 = 0;
@@ -109,7 +118,8 @@ export class Leg {
   oState = 0;
   rState = 0;
   histMask = 0;
-  history = "";
+  /** History letters as base-16 digits (index into HISTORY_CHARS), first letter most significant. */
+  histSeq = 0;
   direction = DIR_UNKNOWN;
   fingerprint = 0;
   tunnel: LegRecord["tunnel"] = null;
@@ -179,16 +189,19 @@ export class FlowTable {
   private kHasPorts = false;
   private fromOrig = false;
 
-  // Translation window: a ring of recent ingress (or undirected) packets, indexed by fingerprint.
-  private readonly ringSize = 1 << 16;
-  private readonly ringFp = new Int32Array(this.ringSize).fill(-1);
-  private readonly ringFp2 = new Int32Array(this.ringSize);
-  private readonly ringTs = new Float64Array(this.ringSize);
-  private readonly ringLeg: (Leg | null)[] = new Array(this.ringSize).fill(null);
-  private readonly ringFromOrig = new Uint8Array(this.ringSize);
-  private readonly ringDir = new Uint8Array(this.ringSize);
-  private ringNext = 0;
-  private readonly fpIndex = new Map<number, number>();
+  // Translation window: an open-addressing table of recent ingress (or undirected) packets keyed
+  // by fingerprint, in typed arrays (no Map churn per packet). Entries are never deleted: they
+  // expire by time and are overwritten, so memory is fixed.
+  // Ingress and egress copies are microseconds apart: 32 k recent packets is plenty.
+  private readonly fpSize = 1 << 15;
+  private readonly fpMask = this.fpSize - 1;
+  private readonly ringFp = new Int32Array(this.fpSize).fill(-1);
+  private readonly ringFp2 = new Int32Array(this.fpSize);
+  private readonly ringTs = new Float64Array(this.fpSize);
+  // Filled by push: `new Array(n)` of this size would start in slow dictionary mode.
+  private readonly ringLeg: (Leg | null)[] = filledArray(this.fpSize);
+  private readonly ringFromOrig = new Uint8Array(this.fpSize);
+  private readonly ringDir = new Uint8Array(this.fpSize);
   private readonly window: number;
 
   constructor(
@@ -267,7 +280,7 @@ export class FlowTable {
       if (isTcp && (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
         this.flip(leg);
         fromOrig = false;
-        leg.history = "^";
+        leg.histSeq = HIST_FLIP + 1;
       } else {
         leg.direction = p.direction;
       }
@@ -291,7 +304,13 @@ export class FlowTable {
       else leg.rState = UDP_ACTIVE;
       if (bytes > 0) this.hist(leg, fromOrig, HIST_D);
     }
-    this.touch(leg, this.listOf(leg));
+    // Requeue lazily (a state change, or once a second of capture time): the lists stay ordered
+    // by last activity to within a second, which is all the idle sweep needs.
+    const list = this.listOf(leg);
+    if (list !== leg.list || ts - leg.touchedTs > 1) {
+      this.touch(leg, list);
+      leg.touchedTs = ts;
+    }
     this.detectTranslation(p, leg, fromOrig, ts, ifId);
   }
 
@@ -300,8 +319,8 @@ export class FlowTable {
     for (let list = 0; list < 3; list++) {
       while (this.heads[list] !== null) this.close(this.heads[list]!);
     }
-    this.fpIndex.clear();
     this.ringLeg.fill(null);
+    this.ringFp.fill(-1);
   }
 
   private sweep(now: number): void {
@@ -422,11 +441,12 @@ export class FlowTable {
   }
 
   private hist(leg: Leg, fromOrig: boolean, letter: number): void {
-    const bit = 1 << (fromOrig ? letter : letter + 8);
+    const code = fromOrig ? letter : letter + 8;
+    const bit = 1 << code;
     if ((leg.histMask & bit) !== 0) return;
     leg.histMask |= bit;
-    const ch = HISTORY_LETTERS[letter]!;
-    leg.history += fromOrig ? ch : ch.toLowerCase();
+    // At most 13 letters (12 + "^"), so 16^13 stays an exact integer.
+    leg.histSeq = leg.histSeq * 16 + code + 1;
   }
 
   private tcpUpdate(leg: Leg, fromOrig: boolean, flags: number, bytes: number): void {
@@ -564,7 +584,7 @@ export class FlowTable {
       respPackets: leg.rPkts,
       respBytes: leg.rBytes,
       connState,
-      history: leg.history,
+      history: historyText(leg.histSeq),
       communityId: communityId(leg.proto, oBytes, rBytes, leg.oPort, leg.rPort, {
         ports: leg.hasPorts,
         oneWay: isIcmp && icmpCounterpart(leg.proto, leg.oPort) < 0,
@@ -605,40 +625,51 @@ export class FlowTable {
     const dir = p.direction;
     const fp = fingerprint(p);
     const check = fp2;
+    const mask = this.fpMask;
     if (dir !== DIR_IN) {
-      const slot = this.fpIndex.get(fp);
-      if (slot !== undefined && this.ringFp[slot] === fp && this.ringFp2[slot] === check) {
+      for (let i = 0; i < PROBES; i++) {
+        const slot = (fp + i) & mask;
+        const at = this.ringFp[slot]!;
+        if (at < 0) break;
+        if (at !== fp || this.ringFp2[slot] !== check) continue;
         const inLeg = this.ringLeg[slot]!;
         const fresh = ts - this.ringTs[slot]! <= this.window;
         const usable = dir === DIR_OUT ? this.ringDir[slot] !== DIR_OUT : inLeg.ifId !== ifId;
-        if (fresh && usable && !inLeg.closed && inLeg !== leg) {
-          const inFromOrig = this.ringFromOrig[slot] === 1;
-          if (!sameTuple(inLeg, inFromOrig, leg, fromOrig)) {
-            // Without packet types the earlier timestamp is the pre-NAT copy; multi-interface
-            // writers (dumpcap) do not keep the file in time order across interfaces.
-            if (dir === DIR_UNKNOWN && ts < this.ringTs[slot]!) {
-              this.recordTranslation(leg, fromOrig, inLeg, inFromOrig, ts);
-            } else {
-              this.recordTranslation(inLeg, inFromOrig, leg, fromOrig, ts);
-            }
-            return;
-          }
+        if (!fresh || !usable || inLeg.closed || inLeg === leg) continue;
+        const inFromOrig = this.ringFromOrig[slot] === 1;
+        if (sameTuple(inLeg, inFromOrig, leg, fromOrig)) continue;
+        // Without packet types the earlier timestamp is the pre-NAT copy; multi-interface
+        // writers (dumpcap) do not keep the file in time order across interfaces.
+        if (dir === DIR_UNKNOWN && ts < this.ringTs[slot]!) {
+          this.recordTranslation(leg, fromOrig, inLeg, inFromOrig, ts);
+        } else {
+          this.recordTranslation(inLeg, inFromOrig, leg, fromOrig, ts);
         }
+        return;
       }
       if (dir === DIR_OUT) return;
     }
-    // Remember this packet for its egress copy.
-    const slot = this.ringNext;
-    this.ringNext = (slot + 1) & (this.ringSize - 1);
-    const old = this.ringFp[slot]!;
-    if (old >= 0 && this.fpIndex.get(old) === slot) this.fpIndex.delete(old);
+    // Remember this packet for its egress copy: the first free or expired probe position, else
+    // the oldest of them.
+    const limit = ts - this.window;
+    let slot = fp & mask;
+    let oldest = slot;
+    for (let i = 0; i < PROBES; i++) {
+      const s = (fp + i) & mask;
+      if (this.ringFp[s]! < 0 || this.ringTs[s]! < limit) {
+        slot = s;
+        oldest = -1;
+        break;
+      }
+      if (this.ringTs[s]! < this.ringTs[oldest]!) oldest = s;
+    }
+    if (oldest >= 0) slot = oldest;
     this.ringFp[slot] = fp;
     this.ringFp2[slot] = check;
     this.ringTs[slot] = ts;
     this.ringLeg[slot] = leg;
     this.ringFromOrig[slot] = fromOrig ? 1 : 0;
     this.ringDir[slot] = dir;
-    this.fpIndex.set(fp, slot);
   }
 
   private recordTranslation(
@@ -710,4 +741,20 @@ function sameTuple(a: Leg, aFromOrig: boolean, b: Leg, bFromOrig: boolean): bool
     bytesEq(aFromOrig ? a.o6 : a.r6, bFromOrig ? b.o6 : b.r6) &&
     bytesEq(aFromOrig ? a.r6 : a.o6, bFromOrig ? b.r6 : b.o6)
   );
+}
+
+function filledArray(n: number): (Leg | null)[] {
+  const a: (Leg | null)[] = [];
+  for (let i = 0; i < n; i++) a.push(null);
+  return a;
+}
+
+function historyText(seq: number): string {
+  let out = "";
+  while (seq > 0) {
+    const digit = seq % 16;
+    out = HISTORY_CHARS[digit - 1]! + out;
+    seq = (seq - digit) / 16;
+  }
+  return out;
 }

@@ -111,6 +111,7 @@ export async function ingestCaptureFile(
   const interfaces = new Map<number, CaptureInterface>();
   /** Derived SLL2 interface ids already announced. */
   const sll2Seen = new Set<number>();
+  let lastSll2 = -1;
   let unsupportedLinkType = 0;
   let packets = 0;
   let firstTs: number | null = null;
@@ -131,10 +132,11 @@ export async function ingestCaptureFile(
     let ifId = rec.interfaceId;
     if (rec.linkType === LINKTYPE_LINUX_SLL2 && packet.ifindex >= 0) {
       ifId = rec.interfaceId * SLL2_IFINDEX_SPAN + packet.ifindex;
-      if (!sll2Seen.has(ifId)) {
+      if (ifId !== lastSll2 && !sll2Seen.has(ifId)) {
         sll2Seen.add(ifId);
         sink.interfaces([{ id: ifId, name: null, linkType: rec.linkType }]);
       }
+      lastSll2 = ifId;
     }
     if (packet.direction === DIR_UNKNOWN && rec.flags >= 0) {
       const bits = rec.flags & 3;

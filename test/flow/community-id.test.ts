@@ -1,0 +1,144 @@
+import { createHash } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { communityId, icmpPortEquivalents, ipv4Bytes } from "../../src/flow/community-id.js";
+import { base64, sha1Short } from "../../src/flow/sha1.js";
+import { parseIPv4, parseIPv6 } from "../../src/util/ip.js";
+
+// corelight/community-id-spec baseline/baseline_deflt.json (seed 0, base64): the published
+// vectors every implementation is checked against. Ports of ICMP rows are already the
+// "port equivalents" (type, counterpart-or-code).
+const VECTORS: [number, string, string, number | null, number | null, string][] = [
+  [
+    58,
+    "fe80::200:86ff:fe05:80da",
+    "fe80::260:97ff:fe07:69ea",
+    135,
+    136,
+    "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=",
+  ],
+  [
+    58,
+    "fe80::260:97ff:fe07:69ea",
+    "fe80::200:86ff:fe05:80da",
+    136,
+    135,
+    "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=",
+  ],
+  [
+    58,
+    "fe80::260:97ff:fe07:69ea",
+    "fe80::200:86ff:fe05:80da",
+    135,
+    136,
+    "1:zavyT/cezQr1fmImYCwYnMXbgck=",
+  ],
+  [
+    58,
+    "fe80::200:86ff:fe05:80da",
+    "fe80::260:97ff:fe07:69ea",
+    136,
+    135,
+    "1:zavyT/cezQr1fmImYCwYnMXbgck=",
+  ],
+  [
+    58,
+    "3ffe:501:1800:2345::2",
+    "3ffe:507:0:1:200:86ff:fe05:80da",
+    3,
+    0,
+    "1:2ObVBgIn28oZvibYZhZMBgh7WdQ=",
+  ],
+  [
+    58,
+    "3ffe:501:410:0:2c0:dfff:fe47:33e",
+    "3ffe:507:0:1:200:86ff:fe05:80da",
+    1,
+    4,
+    "1:hLZd0XGWojozrvxqE0dWB1iM6R0=",
+  ],
+  [
+    58,
+    "3ffe:507:0:1:200:86ff:fe05:80da",
+    "3ffe:501:0:1001::2",
+    128,
+    129,
+    "1:+TW+HtLHvV1xnGhV1lv7XoJrqQg=",
+  ],
+  [
+    58,
+    "3ffe:501:0:1001::2",
+    "3ffe:507:0:1:200:86ff:fe05:80da",
+    129,
+    128,
+    "1:+TW+HtLHvV1xnGhV1lv7XoJrqQg=",
+  ],
+  [58, "fe80::200:86ff:fe05:80da", "ff02::2", 133, 134, "1:hO+sN4H+MG5MY/8hIrXPqc4ZQz0="],
+  [58, "fe80::260:97ff:fe07:69ea", "ff02::1", 134, 133, "1:pkvHqCL88/tg1k4cPigmZXUtL00="],
+  [1, "192.168.0.89", "192.168.0.1", 8, 0, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="],
+  [1, "192.168.0.1", "192.168.0.89", 0, 8, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="],
+  [1, "10.0.0.1", "10.0.0.2", 11, 0, "1:YHxtAirCG//0OzkcVAukqKQN9xM="],
+  [
+    6,
+    "2001:470:e5bf:dead:4957:2174:e82c:4887",
+    "2607:f8b0:400c:c03::1a",
+    63943,
+    25,
+    "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=",
+  ],
+  [
+    6,
+    "2607:f8b0:400c:c03::1a",
+    "2001:470:e5bf:dead:4957:2174:e82c:4887",
+    25,
+    63943,
+    "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=",
+  ],
+  [132, "192.168.170.8", "192.168.170.56", 7, 7, "1:MP2EtRCAUIZvTw6MxJHLV7N7JDs="],
+  [132, "192.168.170.56", "192.168.170.8", 7, 7, "1:MP2EtRCAUIZvTw6MxJHLV7N7JDs="],
+  [6, "128.232.110.120", "66.35.250.204", 34855, 80, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="],
+  [6, "66.35.250.204", "128.232.110.120", 80, 34855, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="],
+  [17, "192.168.1.52", "8.8.8.8", 54585, 53, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="],
+  [17, "8.8.8.8", "192.168.1.52", 53, 54585, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="],
+  [46, "10.1.12.1", "10.1.12.2", null, null, "1:KHlLkgoJW7ifUTyTSgyVfkFHzKw="],
+  [46, "10.1.12.2", "10.1.12.1", null, null, "1:KHlLkgoJW7ifUTyTSgyVfkFHzKw="],
+];
+
+function bytes(ip: string): Uint8Array {
+  const v4 = parseIPv4(ip);
+  if (v4 >= 0) return ipv4Bytes(v4);
+  const v6 = parseIPv6(ip);
+  if (v6 === null) throw new Error(ip);
+  return v6;
+}
+
+describe("community ID v1", () => {
+  it.each(VECTORS)("proto %i %s → %s (%s/%s)", (proto, src, dst, sport, dport, expected) => {
+    const isIcmp = proto === 1 || proto === 58;
+    const oneWay = isIcmp && icmpPortEquivalents(proto, sport ?? 0, dport ?? 0).oneWay;
+    const id = communityId(proto, bytes(src), bytes(dst), sport ?? 0, dport ?? 0, {
+      ports: sport !== null,
+      oneWay,
+    });
+    expect(id).toBe(expected);
+  });
+
+  it("ICMP echo request and reply map to the same port pair, reversed", () => {
+    expect(icmpPortEquivalents(1, 8, 0)).toEqual({ src: 8, dst: 0, oneWay: false });
+    expect(icmpPortEquivalents(1, 0, 0)).toEqual({ src: 0, dst: 8, oneWay: false });
+    expect(icmpPortEquivalents(1, 3, 3)).toEqual({ src: 3, dst: 3, oneWay: true });
+  });
+});
+
+describe("sha1Short and base64", () => {
+  it("agree with node:crypto for every length of one block", () => {
+    for (let len = 0; len <= 55; len++) {
+      const msg = new Uint8Array(len).map((_, i) => (i * 37 + len) & 0xff);
+      const want = createHash("sha1").update(msg).digest("base64");
+      expect(base64(sha1Short(msg, len), 20), `length ${len}`).toBe(want);
+    }
+  });
+
+  it("refuses messages longer than one block", () => {
+    expect(() => sha1Short(new Uint8Array(56), 56)).toThrow(RangeError);
+  });
+});
