@@ -14,7 +14,12 @@ import {
   spawnInNs,
 } from "./exec.js";
 import { deriveExpected, type LoadedTimeline, verdictFor } from "./expected.js";
-import { type GenFaults, generateIptablesRestore } from "./kubeproxy-gen.js";
+import {
+  type GenFaults,
+  type GenNode,
+  type GenServicePort,
+  generateIptablesRestore,
+} from "./kubeproxy-gen.js";
 import {
   LAB_NET,
   type LabService,
@@ -51,6 +56,13 @@ export interface LabRunOptions {
   command?: string;
   /** Replace an earlier bundle in `out` (its README.md and scenario.yaml are kept). */
   force?: boolean;
+  /**
+   * Where each node's rules come from: by default kube-proxy's iptables mode as
+   * src/lab/kubeproxy-gen.ts writes it (with the scenario's faults). The replay harness passes
+   * another implementation here to run the same scenario against it in the kernel. The text
+   * is fed to a flushing `iptables-restore`, so it must hold the jumps from the built-in chains.
+   */
+  rules?: (ports: GenServicePort[], node: GenNode, faults: GenFaults) => string;
 }
 
 export interface LabRunResult {
@@ -280,7 +292,8 @@ class LabRunner {
   private async loadRules(node: string, state: ClusterState): Promise<void> {
     const n = this.scn.nodes.find((x) => x.name === node);
     if (!n) throw new Error(`no node ${node}`);
-    const text = generateIptablesRestore(
+    const generate = this.opts.rules ?? generateIptablesRestore;
+    const text = generate(
       genServicePorts(this.scn, state),
       { name: n.name, nodeIPs: [n.ip], clusterCIDR: LAB_NET.clusterCIDR },
       this.faultsFor(node),
