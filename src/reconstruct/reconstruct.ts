@@ -47,6 +47,8 @@ export interface WorkConnection {
   /** Node that translated it, when a translation or conntrack record says so. */
   node: string | null;
   start: number;
+  /** When the translating node (or the first observer) saw it start: its own clock. */
+  anchor: number;
   lastTs: number;
   preLegs: LegView[];
   postLegs: LegView[];
@@ -77,6 +79,9 @@ function sameConversation(w: WorkConnection, tr: TranslationView): boolean {
   }
   return legs === 0 && tr.firstTs <= w.lastTs + slack;
 }
+
+/** Seconds between sightings of one connection's start on the same node. */
+const SAME_NODE_SLACK = 0.5;
 
 export function tupleKey(t: TupleView): string {
   return `${t.proto}|${t.srcIp}|${t.srcPort}|${t.dstIp}|${t.dstPort}`;
@@ -123,8 +128,26 @@ export function reconstruct(
 
   // Conntrack: by original tuple (to confirm a pre-NAT leg's endpoint) and by the post-NAT
   // tuple (reply reversed) to find the VIP of traffic whose DNAT happened before capture.
-  const ctByOrig = new Map<string, ConntrackView>();
-  const ctByPost = new Map<string, ConntrackView>();
+  const ctByOrig = new Map<string, ConntrackView[]>();
+  const ctByPost = new Map<string, ConntrackView[]>();
+  const index = (map: Map<string, ConntrackView[]>, key: string, ct: ConntrackView) => {
+    const list = map.get(key);
+    if (list === undefined) map.set(key, [ct]);
+    else list.push(ct);
+  };
+  /**
+   * A dump shows what was alive when it was taken: the record for a connection that started at
+   * t is in the first dump taken after t (an earlier dump holding the same tuple saw an earlier
+   * conversation on a reused port).
+   */
+  const pick = (map: Map<string, ConntrackView[]>, key: string, t: number) => {
+    let best: ConntrackView | undefined;
+    for (const ct of map.get(key) ?? []) {
+      if (ct.takenAt < t) continue;
+      if (best === undefined || ct.takenAt < best.takenAt) best = ct;
+    }
+    return best;
+  };
   for (const ct of input.conntrack) {
     const post: TupleView = {
       proto: ct.proto,
@@ -135,8 +158,8 @@ export function reconstruct(
     };
     const translated = post.dstIp !== ct.orig.dstIp || post.dstPort !== ct.orig.dstPort;
     if (!translated) continue;
-    ctByOrig.set(tupleKey(ct.orig), ct);
-    ctByPost.set(tupleKey(post), ct);
+    index(ctByOrig, tupleKey(ct.orig), ct);
+    index(ctByPost, tupleKey(post), ct);
   }
 
   const buffer: Buffered[] = [];
@@ -166,7 +189,14 @@ export function reconstruct(
       l.respPort === leg.respPort &&
       l.origIp === leg.origIp &&
       l.respIp === leg.respIp;
-    return w.preLegs.some(same) || w.postLegs.some(same);
+    if (w.preLegs.some(same) || w.postLegs.some(same)) return true;
+    // On one node all sightings of a connection's first packet are microseconds apart (no clock
+    // skew there): a leg starting much later on a node that already saw it is another
+    // conversation on a reused port.
+    let first = w.node === leg.node ? w.anchor : Number.POSITIVE_INFINITY;
+    for (const l of w.preLegs) if (l.node === leg.node && l.firstTs < first) first = l.firstTs;
+    for (const l of w.postLegs) if (l.node === leg.node && l.firstTs < first) first = l.firstTs;
+    return first !== Number.POSITIVE_INFINITY && Math.abs(leg.firstTs - first) > SAME_NODE_SLACK;
   };
 
   const claim = (w: WorkConnection, key: string, role: "pre" | "post", around: number) => {
@@ -202,6 +232,7 @@ export function reconstruct(
       vipFrom,
       node,
       start: t,
+      anchor: t,
       lastTs: t,
       preLegs: [],
       postLegs: [],
@@ -217,7 +248,7 @@ export function reconstruct(
       register(w, postKey);
       claim(w, postKey, "post", t);
     }
-    const ct = ctByOrig.get(preKey);
+    const ct = pick(ctByOrig, preKey, t);
     if (ct !== undefined) {
       w.conntrackIds.push(ct.id);
       if (w.posts.length === 0) {
@@ -263,7 +294,7 @@ export function reconstruct(
       attach(w, leg, "pre");
       return;
     }
-    const ct = ctByPost.get(b.key);
+    const ct = pick(ctByPost, b.key, leg.firstTs);
     if (ct !== undefined) {
       b.claimed = true;
       const w = openWork(ct.orig, legTuple(leg), "conntrack", ct.node, leg.firstTs);
