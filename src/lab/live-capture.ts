@@ -14,8 +14,9 @@
  * - The snap length is cap's fixed 65535 bytes.
  */
 
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { createPcapngFile, type PacketDirection } from "../capture/pcapng-writer.js";
 import { EnvironmentError, UsageError } from "../util/errors.js";
 
 export interface LiveInterface {
@@ -73,6 +74,9 @@ interface CapInstance {
 interface CapModule {
   Cap: new () => CapInstance;
 }
+
+/** Cap objects whose open() failed; never collected (see liveCapture). */
+const failedHandles: CapInstance[] = [];
 
 const INSTALL_HINT =
   "install libpcap and the optional package: apt-get install libpcap-dev && npm i cap";
@@ -196,6 +200,10 @@ export async function liveCapture(
       try {
         linkTypeName = handle.open(device, options.filter ?? "", bufferSize, buffer);
       } catch (error) {
+        // cap 0.2.1 keeps the half-opened pcap handle after a failed open, and its destructor
+        // then stops a libuv poll handle it never started: garbage collection would crash the
+        // process. Keeping the object reachable for the process's lifetime avoids that.
+        failedHandles.push(handle);
         const message = (error as Error).message;
         if (/filter|syntax|parse/i.test(message)) {
           throw new UsageError(
@@ -253,19 +261,88 @@ export async function liveCapture(
   return stats;
 }
 
+/** The MAC address of an interface ("" when unknown), to tell outgoing Ethernet frames. */
+function interfaceMac(name: string): Uint8Array | null {
+  try {
+    const text = readFileSync(join("/sys/class/net", name, "address"), "utf8").trim();
+    const bytes = text.split(":").map((h) => Number.parseInt(h, 16));
+    if (bytes.length !== 6 || bytes.some((b) => !Number.isInteger(b))) return null;
+    // An all-zero MAC (loopback) tells nothing about direction.
+    return bytes.every((b) => b === 0) ? null : Uint8Array.from(bytes);
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Capture into a pcapng file (one interface block per device, named). Resolves with the
- * statistics when the capture stops.
+ * The direction of one frame for pcapng's epb_flags: from the SLL packet type on "any"
+ * (0 host, 1 broadcast, 2 multicast, 3 other host: in; 4 outgoing: out), from the source MAC
+ * on an Ethernet device (ours: out).
+ */
+function directionOf(linkType: number, data: Uint8Array, mac: Uint8Array | null): PacketDirection {
+  if (linkType === 113 || linkType === 276) {
+    // SLL: packet type at offset 0; SLL2: at offset 10.
+    const type = linkType === 113 ? ((data[0] ?? 0) << 8) | (data[1] ?? 0) : (data[10] ?? 255);
+    if (type === 4) return "out";
+    return type <= 3 ? "in" : "unknown";
+  }
+  if (linkType === 1 && mac !== null && data.length >= 12) {
+    for (let i = 0; i < 6; i++) if (data[6 + i] !== mac[i]) return "in";
+    return "out";
+  }
+  return "unknown";
+}
+
+/**
+ * Capture into a pcapng file: one interface block per device with its name, nanosecond
+ * timestamps, and the direction of each packet in epb_flags when it can be told. Resolves
+ * with the statistics when the capture stops; the file is complete by then.
  */
 export async function liveCaptureToFile(
   path: string,
   options: LiveCaptureOptions,
 ): Promise<LiveCaptureStats> {
-  // TODO: write through src/capture/pcapng-writer.ts (the capture engineer's writer) once it
-  // lands; until then file output is not available.
-  void path;
-  void options;
-  throw new EnvironmentError(
-    "writing pcapng from the live capture is not available yet (pcapng writer pending)",
-  );
+  // Load cap before creating the file, so a missing binding leaves nothing behind.
+  await loadCap();
+  let writer: ReturnType<typeof createPcapngFile>;
+  try {
+    writer = createPcapngFile(path, "svctrace capture");
+  } catch (error) {
+    throw new EnvironmentError(`cannot write ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const linkTypes: number[] = [];
+  const macs: (Uint8Array | null)[] = [];
+  let failed = false;
+  try {
+    return await liveCapture(options, {
+      interface(iface) {
+        const id = writer.addInterface({
+          name: iface.name,
+          linkType: iface.linkType,
+          snapLen: iface.snapLen,
+        });
+        linkTypes[id] = iface.linkType;
+        macs[id] = iface.linkType === 1 ? interfaceMac(iface.name) : null;
+      },
+      packet(id, sec, nsec, data, origLen) {
+        writer.writePacket(
+          id,
+          sec,
+          nsec,
+          data,
+          origLen,
+          directionOf(linkTypes[id] ?? -1, data, macs[id] ?? null),
+        );
+      },
+    });
+  } catch (error) {
+    failed = true;
+    throw error;
+  } finally {
+    writer.close();
+    // A capture that never started leaves no half-written file behind.
+    if (failed) rmSync(path, { force: true });
+  }
 }

@@ -1,12 +1,16 @@
 import { spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readCaptureFile } from "../../src/capture/reader.js";
 import {
   interfaceIndexMap,
   type LiveInterface,
   linkTypeFromCap,
   liveCapture,
+  liveCaptureToFile,
   loadCap,
 } from "../../src/lab/live-capture.js";
 import { UsageError } from "../../src/util/errors.js";
@@ -134,3 +138,53 @@ describe("svctrace capture command line", () => {
     expect(r.stderr).toMatch(/--count "lots"/);
   });
 });
+
+describe.skipIf(!isRoot || !hasCap)(
+  "live capture into pcapng (needs root and the cap package)",
+  () => {
+    const port = 40000 + ((process.pid + 7) % 20000);
+    let dir = "";
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), "svt-gen-live-"));
+    });
+    afterAll(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("writes a pcapng our reader reads back: interface name, packets, payloads", async () => {
+      const file = join(dir, "lo.pcapng");
+      const stats = await liveCaptureToFile(file, {
+        iface: "lo",
+        filter: `udp and dst port ${port}`,
+        count: 4,
+        onReady: () => {
+          void sendDatagrams(port, 4, "svt-file");
+        },
+      });
+      expect(stats.packets).toBe(4);
+      const names: (string | null)[] = [];
+      const payloads: string[] = [];
+      const summary = await readCaptureFile(file, {
+        interface: (i) => names.push(i.name),
+        record: (rec) => payloads.push(Buffer.from(rec.data).toString("latin1")),
+      });
+      expect(summary.format).toBe("pcapng");
+      expect(summary.linkTypes).toEqual([1]);
+      expect(names).toEqual(["lo"]);
+      expect(payloads.map((p) => /svt-file-\d/.exec(p)?.[0])).toEqual([
+        "svt-file-0",
+        "svt-file-1",
+        "svt-file-2",
+        "svt-file-3",
+      ]);
+    });
+
+    it("leaves no file behind when the capture cannot start", async () => {
+      const file = join(dir, "bad.pcapng");
+      await expect(
+        liveCaptureToFile(file, { iface: "lo", filter: "not bpf at all", count: 1 }),
+      ).rejects.toBeInstanceOf(UsageError);
+      expect(existsSync(file)).toBe(false);
+    });
+  },
+);
