@@ -635,9 +635,18 @@ export function buildKubeModel(rs: RuleSet, options: KubeModelOptions = {}): Kub
     d.otherExternal = rest;
   }
 
-  const servicePorts = [...new Set([...byName.values()])].sort((a, b) =>
-    compareNames(a.name, b.name),
-  );
+  // An empty per-service chain (flushed, never deleted) says nothing about a service: it is
+  // reported in orphanChains / unreachableChains, not as a service port.
+  const empty = (d: Draft) =>
+    d.clusterIP === null &&
+    d.endpoints.length === 0 &&
+    d.localEndpoints.length === 0 &&
+    d.noEndpoints.length === 0 &&
+    d.nodePorts.length === 0 &&
+    d.externalIPs.length + d.loadBalancerIPs.length + d.otherExternal.length === 0;
+  const servicePorts = [...new Set([...byName.values()])]
+    .filter((d) => !empty(d))
+    .sort((a, b) => compareNames(a.name, b.name));
   for (const d of servicePorts) {
     // Service ports with endpoint chains but no external entry have no external policy.
     if (
