@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   type GenNode,
+  type GenOptions,
   type GenServicePort,
   generateIptablesRestore,
 } from "../../src/lab/kubeproxy-gen.js";
@@ -31,6 +32,8 @@ interface Suite {
   source: string;
   node: GenNode;
   services: GenServicePort[];
+  /** Generator options that differ from upstream's fake proxier defaults. */
+  generator?: GenOptions;
   cases: FlowCase[];
 }
 
@@ -74,6 +77,7 @@ for (const suite of suites) {
       masqueradeMark: "0x4000",
       randomFully: false,
       nfacct: true,
+      ...suite.generator,
     },
   );
   const sim = new Simulator(parseIptablesSave(text, { source: suite.test }), {
