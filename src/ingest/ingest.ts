@@ -10,6 +10,7 @@ import {
   statSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
+import { Worker } from "node:worker_threads";
 import { gunzipSync } from "node:zlib";
 import { parseIptablesSave } from "../rules/iptables-save.js";
 import type { Db } from "../store/db.js";
@@ -137,6 +138,28 @@ function readHeadBytes(path: string, n: number): Uint8Array {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The file's SHA-256 computed on a worker thread (inline CommonJS: no separate build file). */
+function sha256InWorker(path: string): { digest: Promise<string>; cancel: () => void } {
+  const worker = new Worker(
+    `const { parentPort, workerData } = require("node:worker_threads");
+     const hash = require("node:crypto").createHash("sha256");
+     const stream = require("node:fs").createReadStream(workerData, { highWaterMark: 1 << 20 });
+     stream.on("data", (chunk) => hash.update(chunk));
+     stream.on("end", () => parentPort.postMessage(hash.digest("hex")));
+     stream.on("error", (error) => { throw error; });`,
+    { eval: true, workerData: path },
+  );
+  const digest = new Promise<string>((resolveDigest, reject) => {
+    worker.once("message", (hex: string) => resolveDigest(hex));
+    worker.once("error", (error) =>
+      reject(new InputError(`cannot read: ${error.message}`, { file: path }, { cause: error })),
+    );
+  });
+  // A rejection nobody awaits (the ingest failed first) must not crash the process.
+  digest.catch(() => {});
+  return { digest, cancel: () => void worker.terminate() };
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -305,12 +328,16 @@ async function ingestOne(
     return emptyResult(path, kind, null, "skipped", "lab ground truth, not an input");
   const node = CLUSTER_KINDS.has(kind) ? null : (options.node ?? nodeFromPath(path));
   const fileTime = options.takenAt ?? timeFromFileName(path);
-  const sha256 = await sha256File(path);
   // A capture is the same capture under any name; a snapshot's content may repeat on another
   // node or at another time (rules unchanged), and that is another snapshot.
   const isCapture = kind === "pcap" || kind === "pcapng";
+  // Hashing a large capture is a whole extra pass over it. When no stored capture has this size,
+  // it cannot be a duplicate: hash on another thread while this one ingests.
+  const hashAside = isCapture && !writer.hasCaptureOfSize(file.size);
+  const pending = hashAside ? sha256InWorker(path) : null;
+  const sha256 = pending === null ? await sha256File(path) : "";
   const identity = isCapture ? sha256 : `${sha256} ${node ?? "-"} ${fileTime ?? "-"}`;
-  const previous = writer.findInput(identity);
+  const previous = pending === null ? writer.findInput(identity) : undefined;
   if (previous !== undefined) {
     const what = isCapture ? "same content" : "same content, node and time";
     return emptyResult(
@@ -327,7 +354,8 @@ async function ingestOne(
   writer.begin();
   try {
     const inputId = writer.addInput({
-      identity,
+      // Unique until the hash arrives: the path is unique among the files of one run.
+      identity: pending === null ? identity : `pending ${resolve(path)}`,
       sha256,
       path: source,
       kind,
@@ -337,7 +365,9 @@ async function ingestOne(
     });
     if (isCapture) {
       const capture = { inputId, path: source, sha256, format: kind, compressed, node };
-      await ingestCapture(writer, writer.addCapture(capture), node, options, result, progress);
+      const captureId = writer.addCapture(capture);
+      await ingestCapture(writer, captureId, node, options, result, progress);
+      if (pending !== null) writer.setCaptureHash(inputId, captureId, await pending.digest);
     } else {
       ingestText(
         writer,
@@ -357,6 +387,8 @@ async function ingestOne(
   } catch (error) {
     writer.rollback();
     throw error;
+  } finally {
+    pending?.cancel();
   }
   return result;
 }

@@ -73,18 +73,21 @@ export function migrate(db: Db, list: readonly Migration[] = builtinMigrations):
   const fk = db.pragma("foreign_keys", { simple: true }) as number;
   db.pragma("foreign_keys = OFF");
   try {
-    for (let v = current; v < list.length; v++) {
-      const migration = list[v]!;
-      db.transaction(() => {
+    // All pending migrations in one transaction: a database is at one version or the next,
+    // and a new database is created with one commit instead of one per migration.
+    db.transaction(() => {
+      for (let v = current; v < list.length; v++) {
+        const migration = list[v]!;
         db.exec(migration.sql);
         const broken = db.pragma("foreign_key_check") as unknown[];
-        if (broken.length > 0)
+        if (broken.length > 0) {
           throw new Error(
             `migration ${v + 1} (${migration.name}) broke ${broken.length} foreign keys`,
           );
-        db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
+        }
+      }
+      db.pragma(`user_version = ${list.length}`);
+    })();
   } finally {
     db.pragma(`foreign_keys = ${fk ? "ON" : "OFF"}`);
   }

@@ -123,6 +123,11 @@ export class StoreWriter {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       findInput: p("SELECT id, path, kind FROM inputs WHERE identity = ?"),
+      captureOfSize: p(
+        "SELECT 1 FROM inputs WHERE size = ? AND kind IN ('pcap', 'pcapng') LIMIT 1",
+      ),
+      inputHash: p("UPDATE inputs SET identity = ?, sha256 = ? WHERE id = ?"),
+      captureHash: p("UPDATE captures SET sha256 = ? WHERE id = ?"),
       input: p(
         "INSERT INTO inputs (identity, sha256, path, kind, node, size, taken_at, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
@@ -210,6 +215,17 @@ export class StoreWriter {
   /** The input already stored with this identity, if any. */
   findInput(identity: string): { id: number; path: string; kind: string } | undefined {
     return this.s.findInput.get(identity) as { id: number; path: string; kind: string } | undefined;
+  }
+
+  /** Whether a capture of exactly this size is stored (else a capture cannot be a duplicate). */
+  hasCaptureOfSize(size: number): boolean {
+    return this.s.captureOfSize.get(size) !== undefined;
+  }
+
+  /** A capture's hash, when it was computed alongside its ingest; the capture's identity is its hash. */
+  setCaptureHash(inputId: number, captureId: number, sha256: string): void {
+    this.s.inputHash.run(sha256, sha256, inputId);
+    this.s.captureHash.run(sha256, captureId);
   }
 
   addInput(row: InputRow): number {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -69,6 +70,14 @@ describe("ingestPaths: captures", () => {
     expect(tr).toHaveLength(5);
     expect(tr[0]).toMatchObject({ kind: "dnat", post: { dstIp: "10.244.1.5", dstPort: 8080 } });
     expect(s.legs).toBe(listLegs(db).length);
+    // The hash computed on a worker thread alongside the ingest is the file's.
+    const sha = createHash("sha256")
+      .update(readFileSync(join(fixtures, "node1-dnat.pcap")))
+      .digest("hex");
+    expect(cap?.sha256).toBe(sha);
+    expect(db.prepare("SELECT identity, sha256 FROM inputs").all()).toEqual([
+      { identity: sha, sha256: sha },
+    ]);
   });
 
   it("reads gzip-compressed captures", async () => {

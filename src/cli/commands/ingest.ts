@@ -19,8 +19,9 @@ interface IngestCliOptions {
 
 const MB = 1024 * 1024;
 
+/** 1234567 → "1,234,567" (toLocaleString would load ICU: a fifth of a second at start). */
 export function formatCount(n: number): string {
-  return n.toLocaleString("en-US");
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
 function formatRate(perSecond: number): string {
