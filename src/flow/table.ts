@@ -449,38 +449,59 @@ export class FlowTable {
     leg.histSeq = leg.histSeq * 16 + code + 1;
   }
 
+  /** Zeek's endpoint state machine (TCPSessionAdapter::UpdateStateMachine), then history. */
   private tcpUpdate(leg: Leg, fromOrig: boolean, flags: number, bytes: number): void {
     let me = fromOrig ? leg.oState : leg.rState;
     let peer = fromOrig ? leg.rState : leg.oState;
     const syn = (flags & TCP_SYN) !== 0;
     const ack = (flags & TCP_ACK) !== 0;
-    if (flags & TCP_RST) {
-      me = TCP_RESET;
-      this.hist(leg, fromOrig, HIST_R);
-    } else {
-      if (syn) {
-        this.hist(leg, fromOrig, ack ? HIST_H : HIST_S);
-        if (me === TCP_INACTIVE || me === TCP_PARTIAL) me = ack ? TCP_SYN_ACK_SENT : TCP_SYN_SENT;
-      } else if (ack) {
-        if (
-          (me === TCP_SYN_SENT || me === TCP_SYN_ACK_SENT) &&
-          (peer === TCP_SYN_SENT || peer === TCP_SYN_ACK_SENT || peer === TCP_ESTABLISHED)
-        ) {
-          me = TCP_ESTABLISHED;
-          if (peer !== TCP_ESTABLISHED) peer = TCP_ESTABLISHED;
-        } else if (me === TCP_INACTIVE) {
-          me = TCP_PARTIAL;
+    const fin = (flags & TCP_FIN) !== 0;
+    const rst = (flags & TCP_RST) !== 0;
+    switch (me) {
+      case TCP_INACTIVE:
+        if (syn) {
+          if (fromOrig) me = ack ? TCP_SYN_ACK_SENT : TCP_SYN_SENT;
+          else {
+            // The responder's SYN(-ACK) establishes both sides.
+            if (peer === TCP_SYN_SENT || (!ack && peer === TCP_SYN_ACK_SENT)) {
+              peer = TCP_ESTABLISHED;
+            }
+            me = TCP_ESTABLISHED;
+          }
         }
-      } else if (me === TCP_INACTIVE) {
-        me = TCP_PARTIAL;
-      }
-      if (flags & TCP_FIN) {
-        this.hist(leg, fromOrig, HIST_F);
-        if (me !== TCP_RESET) me = TCP_CLOSED;
-      }
-      if (bytes > 0) this.hist(leg, fromOrig, HIST_D);
-      else if (ack && !syn && (flags & TCP_FIN) === 0) this.hist(leg, fromOrig, HIST_A);
+        if (fin) me = TCP_CLOSED;
+        if (rst) me = TCP_RESET;
+        if (me === TCP_INACTIVE) {
+          if (!fromOrig && bytes === 0 && peer === TCP_SYN_SENT) {
+            // An ACK of the SYN before the SYN-ACK: not yet a partial connection.
+          } else if (ack && peer === TCP_ESTABLISHED) {
+            me = TCP_ESTABLISHED; // the SYN was missed
+          } else {
+            me = TCP_PARTIAL;
+          }
+        }
+        break;
+      case TCP_SYN_SENT:
+      case TCP_SYN_ACK_SENT:
+        if (fin) me = TCP_CLOSED;
+        if (rst) me = TCP_RESET;
+        break;
+      case TCP_ESTABLISHED:
+      case TCP_PARTIAL:
+        if (fin && !rst) me = TCP_CLOSED;
+        if (rst) me = TCP_RESET;
+        break;
+      case TCP_CLOSED:
+        if (rst && peer !== TCP_CLOSED) me = TCP_RESET;
+        break;
+      default:
+        break;
     }
+    if (syn) this.hist(leg, fromOrig, ack ? HIST_H : HIST_S);
+    if (fin) this.hist(leg, fromOrig, HIST_F);
+    if (rst) this.hist(leg, fromOrig, HIST_R);
+    if (bytes > 0) this.hist(leg, fromOrig, HIST_D);
+    else if (ack && !syn && !fin && !rst) this.hist(leg, fromOrig, HIST_A);
     if (fromOrig) {
       leg.oState = me;
       leg.rState = peer;
