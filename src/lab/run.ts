@@ -685,6 +685,7 @@ class LabRunner {
         name: c.name,
         address: c.ip,
         node: c.node,
+        hostNetwork: c.hostNetwork,
       })),
       pods: scn.pods
         .filter((p) => !p.isClient)

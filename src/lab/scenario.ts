@@ -49,6 +49,8 @@ const clientSchema = z.strictObject({
   /** A pod client on this node; without it the client is external, on the nodes' segment. */
   node: nodeName.optional(),
   ip: ipv4.optional(),
+  /** Runs in the node's own namespace with the node's address (DNAT happens in OUTPUT). */
+  hostNetwork: z.boolean().default(false),
 });
 
 const servicePortSchema = z.strictObject({
@@ -186,6 +188,8 @@ export interface LabClient {
   /** Null for an external client on the nodes' segment. */
   node: string | null;
   ip: string;
+  /** A process in the node's own namespace, not a pod. */
+  hostNetwork: boolean;
 }
 
 export interface LabServicePort {
@@ -444,6 +448,13 @@ function resolve(
   let externalCount = 0;
   const clients: LabClient[] = input.clients.map((c, i) => {
     claimName(c.name, `client ${c.name}`, ["clients", i, "name"]);
+    if (c.hostNetwork) {
+      const node =
+        nodeByName.get(c.node ?? "") ?? fail(["clients", i, "node"], "hostNetwork needs a node");
+      if (c.ip !== undefined)
+        fail(["clients", i, "ip"], "a hostNetwork client has the node's address");
+      return { name: c.name, node: node.name, ip: node.ip, hostNetwork: true };
+    }
     if (c.node !== undefined) {
       const node = nodeByName.get(c.node) ?? fail(["clients", i, "node"], `no node ${c.node}`);
       const ip = c.ip ?? podAddr(node);
@@ -461,12 +472,12 @@ function resolve(
         server: false,
         unreachable: false,
       });
-      return { name: c.name, node: c.node, ip };
+      return { name: c.name, node: c.node, ip, hostNetwork: false };
     }
     externalCount++;
     const ip = c.ip ?? `172.30.0.${100 + externalCount}`;
     claimAddr(ip, `client ${c.name}`, ["clients", i, "ip"]);
-    return { name: c.name, node: null, ip };
+    return { name: c.name, node: null, ip, hostNetwork: false };
   });
 
   const services: LabService[] = [];

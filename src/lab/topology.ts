@@ -30,14 +30,19 @@ export function namespaceNames(scn: Scenario, prefix: string): Topology {
   const podNs = new Map(scn.pods.map((p) => [p.name, `${prefix}p-${p.name}`]));
   const clientNs = new Map<string, string>();
   for (const c of scn.clients) {
-    clientNs.set(c.name, c.node === null ? `${prefix}c-${c.name}` : `${prefix}p-${c.name}`);
+    const ns = c.hostNetwork
+      ? `${prefix}n-${c.node}`
+      : c.node === null
+        ? `${prefix}c-${c.name}`
+        : `${prefix}p-${c.name}`;
+    clientNs.set(c.name, ns);
   }
   return { prefix, bridge: `${prefix}br`, nodeNs, podNs, clientNs };
 }
 
 /** Every namespace of the topology, bridge first. */
 export function allNamespaces(topo: Topology): string[] {
-  const external = [...topo.clientNs.values()].filter((ns) => !ns.startsWith(`${topo.prefix}p-`));
+  const external = [...topo.clientNs.values()].filter((ns) => ns.startsWith(`${topo.prefix}c-`));
   return [topo.bridge, ...topo.nodeNs.values(), ...topo.podNs.values(), ...external];
 }
 

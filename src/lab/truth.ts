@@ -95,7 +95,7 @@ export interface BundleManifest {
   clusterCIDR: string;
   serviceCIDR: string;
   nodes: { name: string; addresses: string[]; podCIDR: string; podGateway: string }[];
-  clients: { name: string; address: string; node: string | null }[];
+  clients: { name: string; address: string; node: string | null; hostNetwork: boolean }[];
   pods: { name: string; namespace: string; node: string; ip: string }[];
   captures: { observer: string; file: string; packets: number; dropped: number }[];
   snapshots: {

@@ -97,6 +97,7 @@ steps: [{ wait: 1s }]
       "07-no-endpoints-blackholed",
       "08-loadbalancer-externalip",
       "09-external-traffic-policy-local",
+      "10-node-local-client",
     ]) {
       const scn = loadScenario(join(traces, name, "scenario.yaml"));
       expect(scn.steps.length, name).toBeGreaterThan(0);
