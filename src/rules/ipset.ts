@@ -37,11 +37,12 @@ const FLAG_OPTIONS = new Set(["nomatch", "counters", "comment", "skbinfo", "forc
 export function parseIpsetSave(text: string, options: { source: string }): Map<string, IpSet> {
   const sets = new Map<string, IpSet>();
   const lines = text.split("\n");
-  lines.forEach((rawLine, i) => {
+  for (let i = 0; i < lines.length; i++) {
+    const rawLine = lines[i] as string;
     const lineNo = i + 1;
     const raw = rawLine.replace(/\r$/, "");
     const line = raw.trim();
-    if (line === "" || line[0] === "#" || line === "COMMIT") return;
+    if (line === "" || line[0] === "#" || line === "COMMIT") continue;
     const fail = (reason: string): never => {
       throw new InputError(`${reason}: ${quoteInput(raw)}`, { file: options.source, line: lineNo });
     };
@@ -89,7 +90,7 @@ export function parseIpsetSave(text: string, options: { source: string }): Map<s
     } else {
       fail("not an ipset create/add line");
     }
-  });
+  }
   return sets;
 }
 
