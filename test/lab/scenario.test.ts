@@ -45,7 +45,12 @@ describe("scenario", () => {
 
   it("aims NodePort traffic at the node's address and NodePort", () => {
     const scn = loadScenario(join(fixtures, "nodeport.yaml"));
-    expect(scn.clients[0]).toEqual({ name: "ext", node: null, ip: "172.30.0.101" });
+    expect(scn.clients[0]).toEqual({
+      name: "ext",
+      node: null,
+      ip: "172.30.0.101",
+      hostNetwork: false,
+    });
     expect(scn.steps[0]).toMatchObject({ vip: "172.30.0.11", vipPort: 30080, node: "n1" });
   });
 
