@@ -39,6 +39,7 @@ const NODE_IP = "10.99.0.1";
 const CLIENT_IP = "10.99.0.2";
 const VIP = "172.30.0.10";
 const EMPTY_VIP = "172.30.0.11";
+const STICKY_VIP = "172.30.0.12";
 const NODE_PORT = 30080;
 const CONNECTIONS = 300;
 
@@ -90,7 +91,36 @@ const services: GenServicePort[] = [
     internalTrafficPolicy: "Cluster",
     endpoints: [],
   },
+  {
+    namespace: "ns1",
+    name: "sticky",
+    portName: "http",
+    protocol: "TCP",
+    clusterIP: STICKY_VIP,
+    port: 80,
+    nodePort: null,
+    externalIPs: [],
+    loadBalancerIPs: [],
+    loadBalancerSourceRanges: [],
+    sessionAffinityTimeout: 10800,
+    externalTrafficPolicy: "Cluster",
+    internalTrafficPolicy: "Cluster",
+    endpoints: EPS.map((e) => ep(e.ip)),
+  },
 ];
+
+/** The node's `-m recent` lists as the kernel holds them (/proc/net/xt_recent). */
+function kernelAffinity(): Map<string, Set<string>> {
+  const lists = new Map<string, Set<string>>();
+  const names = inNs(NODE, ["ls", "/proc/net/xt_recent"])
+    .split(/\s+/)
+    .filter((n) => n !== "");
+  for (const name of names) {
+    const text = inNs(NODE, ["cat", `/proc/net/xt_recent/${name}`]);
+    lists.set(name, new Set([...text.matchAll(/src=(\S+)/g)].map((m) => m[1]!)));
+  }
+  return lists;
+}
 
 // Each server answers "its-address seen-source-address" and closes.
 const SERVER = `const n=process.argv[1];require("net").createServer(s=>{s.end(n+" "+s.remoteAddress.replace(/^::ffff:/,"")+"\\n")}).listen(80,"0.0.0.0",()=>process.stdout.write("up\\n"))`;
@@ -258,6 +288,28 @@ describe.skipIf(skipReason !== "")(`simulator vs kernel (${skipReason || "netns"
     const r = connect(NODE_IP, NODE_PORT, CONNECTIONS);
     expect(r.errors + r.refused).toBe(0);
     compare(result, r.answers);
+  });
+
+  it("session affinity: the kernel's recent lists make the simulator's answer certain", () => {
+    const rules = sim.compiled;
+    const before = new Simulator(rules, { localAddresses: [NODE_IP], affinity: kernelAffinity() });
+    const first = before.trace({ proto: "tcp", src: CLIENT_IP, dst: STICKY_VIP, dport: 80 });
+    // Nobody is listed yet: every endpoint is possible, and no outcome rests on an assumption.
+    expect(first.outcomes.map((o) => o.endpoint).sort()).toEqual(EPS.map((e) => `${e.ip}:80`));
+    expect(first.outcomes.every((o) => o.assumed.length === 0)).toBe(true);
+    const one = connect(STICKY_VIP, 80, 1);
+    expect(one.answers).toHaveLength(1);
+    const chosen = one.answers[0]!.split(" ")[0];
+    const after = new Simulator(rules, { localAddresses: [NODE_IP], affinity: kernelAffinity() });
+    const predicted = after.trace({ proto: "tcp", src: CLIENT_IP, dst: STICKY_VIP, dport: 80 });
+    expect(predicted.outcomes.map((o) => [o.endpoint, o.probability])).toEqual([
+      [`${chosen}:80`, 1],
+    ]);
+    const rest = connect(STICKY_VIP, 80, 30);
+    expect(new Set(rest.answers.map((a) => a.split(" ")[0]))).toEqual(new Set([chosen]));
+    // Without the kernel's lists the simulator keeps every branch and says so.
+    const blind = sim.trace({ proto: "tcp", src: CLIENT_IP, dst: STICKY_VIP, dport: 80 });
+    expect(blind.outcomes.some((o) => o.assumed.some((a) => a.startsWith("recent")))).toBe(true);
   });
 
   it("a Service without endpoints: REJECT in the simulator, refused by the kernel", () => {
