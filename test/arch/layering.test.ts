@@ -50,7 +50,8 @@ describe("layering", () => {
         const target = normalize(join(file, "..", match[1] ?? ""));
         const theirs = relative(srcRoot, target).split(sep)[0] ?? "";
         if (theirs === mine || theirs.startsWith("..")) continue;
-        if (!may.includes(theirs)) violations.push(`${relative(srcRoot, file)} imports ${match[1]}`);
+        if (!may.includes(theirs))
+          violations.push(`${relative(srcRoot, file)} imports ${match[1]}`);
       }
     }
     expect(violations).toEqual([]);
