@@ -111,3 +111,12 @@ export function communityId(
 export function ipv4Bytes(v: number): Uint8Array {
   return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
 }
+
+/** Write an IPv4 uint32 into 4 bytes (network order) of `out`, and return `out`. */
+export function setIPv4Bytes(out: Uint8Array, v: number): Uint8Array {
+  out[0] = v >>> 24;
+  out[1] = (v >>> 16) & 255;
+  out[2] = (v >>> 8) & 255;
+  out[3] = v & 255;
+  return out;
+}

@@ -18,7 +18,7 @@ import {
   TUNNEL_VXLAN,
 } from "../decode/packet.js";
 import { formatIPv4, formatIPv6 } from "../util/ip.js";
-import { communityId, icmpCounterpart, ipv4Bytes } from "./community-id.js";
+import { communityId, icmpCounterpart, setIPv4Bytes } from "./community-id.js";
 import {
   HIST_A,
   HIST_D,
@@ -65,6 +65,13 @@ export interface FlowTableOptions {
   /** Seconds an ingress packet waits for its egress copy. Default 1. */
   translationWindow?: number;
 }
+
+// Scratch address bytes and option objects for Community IDs: no allocation per leg.
+const V4_A = new Uint8Array(4);
+const V4_B = new Uint8Array(4);
+const NO_PORTS = { ports: false };
+const ONE_WAY = { oneWay: true };
+const TWO_WAY = {};
 
 /** History code of Zeek's "^" (direction flipped). */
 const HIST_FLIP = 14;
@@ -582,8 +589,8 @@ export class FlowTable {
 
   private record(leg: Leg): LegRecord {
     const v4 = leg.ver === 4;
-    const oBytes = v4 ? ipv4Bytes(leg.o4) : leg.o6!;
-    const rBytes = v4 ? ipv4Bytes(leg.r4) : leg.r6!;
+    const oBytes = v4 ? setIPv4Bytes(V4_A, leg.o4) : leg.o6!;
+    const rBytes = v4 ? setIPv4Bytes(V4_B, leg.r4) : leg.r6!;
     const isIcmp = leg.proto === IPPROTO_ICMP || leg.proto === IPPROTO_ICMPV6;
     const connState =
       leg.proto === IPPROTO_TCP
@@ -606,10 +613,18 @@ export class FlowTable {
       respBytes: leg.rBytes,
       connState,
       history: historyText(leg.histSeq),
-      communityId: communityId(leg.proto, oBytes, rBytes, leg.oPort, leg.rPort, {
-        ports: leg.hasPorts,
-        oneWay: isIcmp && icmpCounterpart(leg.proto, leg.oPort) < 0,
-      }),
+      communityId: communityId(
+        leg.proto,
+        oBytes,
+        rBytes,
+        leg.oPort,
+        leg.rPort,
+        !leg.hasPorts
+          ? NO_PORTS
+          : isIcmp && icmpCounterpart(leg.proto, leg.oPort) < 0
+            ? ONE_WAY
+            : TWO_WAY,
+      ),
       direction: leg.direction === DIR_IN ? "in" : leg.direction === DIR_OUT ? "out" : "unknown",
       fingerprint: leg.fingerprint.toString(16).padStart(8, "0"),
       tunnel: leg.tunnel,
