@@ -68,7 +68,16 @@ export const staleConntrack = defineCheck({
         const ep = endpointText(c.endpoint.ip, c.endpoint.port);
         const at = removed.get(`${c.service}|${ep}`);
         if (at === undefined) continue;
-        const outlived = c.start <= at && c.end > at + grace;
+        // Outlived: still flowing after the grace period, or after the node's own rules had
+        // already dropped the endpoint (kube-proxy deletes the entries right after that).
+        const reprogrammed =
+          c.node !== null &&
+          ctx.rulesets.forNode(c.node).some((rs) => {
+            if (rs.takenAt <= at || rs.takenAt >= c.end) return false;
+            const sp = findService(rs, c.service ?? "");
+            return sp !== null && !sp.endpoints.some((e) => endpointText(e.ip, e.port) === ep);
+          });
+        const outlived = c.start <= at && (c.end > at + grace || reprogrammed);
         const reused = c.start > at && c.verdict === "unexpected-endpoint";
         if (!outlived && !reused) continue;
         const g = group(c.service, c.node, ep, at, c.end, c.proto === "udp");
@@ -88,8 +97,15 @@ export const staleConntrack = defineCheck({
       if (ct.reply.srcIp === ct.orig.dstIp && ct.reply.srcPort === ct.orig.dstPort) continue;
       const now = ctx.inventory.at(ct.takenAt);
       const before = ctx.inventory.at(ct.takenAt - grace);
+      // The node's own rules at dump time are the best judge: kube-proxy deletes the entries of
+      // an endpoint as soon as it drops it from the rules.
+      const rules = ctx.rulesets.at(ct.node, ct.takenAt);
+      const ruled =
+        rules !== null && rules.takenAt <= ct.takenAt ? findService(rules, service) : null;
       let known: boolean;
-      if (now !== null && before !== null) {
+      if (ruled !== null) {
+        known = ruled.endpoints.some((e) => endpointText(e.ip, e.port) === ep);
+      } else if (now !== null && before !== null) {
         const a = findService(now, service);
         const b = findService(before, service);
         if (a === null && b === null) known = false;

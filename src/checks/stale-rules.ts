@@ -147,6 +147,11 @@ function disagreement(ctx: CheckContext, out: StaleFinding[], done: Set<string>)
       if (other <= rs.node) continue;
       const peer = ctx.rulesets.at(other, rs.takenAt);
       if (peer === null || Math.abs(peer.takenAt - rs.takenAt) > grace) continue;
+      // A change made shortly before or between the two dumps may be half-way through its
+      // rollout: only dumps of a settled state can disagree.
+      const lo = Math.min(peer.takenAt, rs.takenAt) - grace;
+      const hi = Math.max(peer.takenAt, rs.takenAt);
+      if (ctx.inventory.snapshots.some((s) => s.takenAt > lo && s.takenAt <= hi)) continue;
       for (const sp of rs.services) {
         const q = findService(peer, sp.key);
         if (q === null) continue;

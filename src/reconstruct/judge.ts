@@ -140,8 +140,7 @@ export class Judge {
       if (known && !inCandidates) verdict = "unexpected-endpoint";
       else if (w.postLegs.length > 0 && w.postLegs.some(legRefused)) verdict = "refused";
       else if ((w.postLegs.length > 0 || w.preLegs.length > 0) && !answered) verdict = "blackholed";
-      else if (w.vipFrom === "conntrack") verdict = "vip-inferred";
-      else if (!known) verdict = "unjudged";
+      else if (!known) verdict = w.vipFrom === "conntrack" ? "vip-inferred" : "unjudged";
       else verdict = "consistent";
     } else {
       const outcomes = sim?.outcomes ?? [];

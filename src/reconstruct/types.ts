@@ -209,7 +209,8 @@ export const VERDICTS: Record<Verdict, string> = {
   refused: "translated, and the endpoint answered with RST or ICMP unreachable",
   untranslated: "VIP traffic left the node unchanged",
   predicted: "no post-NAT leg captured: the simulator's distribution is the answer",
-  "vip-inferred": "only the post-NAT side was seen; the VIP comes from conntrack",
+  "vip-inferred":
+    "only the post-NAT side was seen and no rule set judges it; the VIP comes from conntrack",
   unjudged: "no rule set for the node at that time: nothing to judge against",
 };
 

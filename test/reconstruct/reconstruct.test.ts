@@ -146,7 +146,7 @@ describe("reconstruct", () => {
       node: "n1",
       vip: { ip: "10.96.0.10", port: 80 },
       endpoint: { ip: "10.244.2.5", port: 8080 },
-      verdict: "vip-inferred",
+      verdict: "consistent",
       vipFrom: "conntrack",
     });
     expect(conns[0]?.legIds).toHaveLength(2);
