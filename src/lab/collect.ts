@@ -389,18 +389,23 @@ export async function collect(options: CollectOptions): Promise<CollectResult> {
   if (capture.engine === "none" && (mode === "auto" || mode === "live")) {
     const file = join(nodeDir, "capture.pcapng");
     const controller = new AbortController();
+    let onReady: () => void = () => {};
+    const ready = new Promise<"ready">((resolve) => {
+      onReady = () => resolve("ready");
+    });
     const running = liveCaptureToFile(file, {
       iface,
       ...(options.filter ? { filter: options.filter } : {}),
       signal: controller.signal,
+      onReady,
     }).catch((error: unknown) => error as Error);
-    // A capture that cannot start (no cap, no permission) fails within moments.
-    const early = await Promise.race([running, sleep(300).then(() => null)]);
+    // Either every device is open and capturing, or the capture failed to start.
+    const early = await Promise.race([running, ready]);
     if (early instanceof Error) {
       if (early instanceof EnvironmentError)
         missing.push("cap (npm package, for svctrace's live capture)");
       problem(`live capture: ${early.message}`);
-    } else if (early !== null) {
+    } else if (early !== "ready") {
       problem("live capture ended before the run started");
     } else {
       capture.engine = "svctrace";
