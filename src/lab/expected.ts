@@ -51,9 +51,9 @@ export function verdictFor(c: TruthConnection, scn: Scenario, loaded: LoadedTime
         ? "Cluster"
         : svc?.externalTrafficPolicy;
   if (policy === "Local" && local.length === 0) return "dropped";
-  // Refused by the endpoint itself (RST, or ICMP port unreachable for UDP): the translation
-  // was right; the endpoint is the blackholed-endpoints check's business.
-  if (!c.answered) return c.error === "ECONNREFUSED" ? "consistent" : "blackholed";
+  // Refused by the endpoint itself (RST, or ICMP port unreachable for UDP): translated, and the
+  // endpoint said no — the blackholed-endpoints check's business.
+  if (!c.answered) return c.error === "ECONNREFUSED" ? "refused" : "blackholed";
   const ips = new Set(scn.pods.filter((p) => pods.includes(p.name)).map((p) => p.ip));
   const ip = (c.endpoint ?? "").split(":")[0] ?? "";
   return ips.has(ip) ? "consistent" : "unexpected-endpoint";
@@ -148,7 +148,7 @@ export function deriveExpected(
       });
     } else if (
       !c.answered &&
-      (c.expectedVerdict === "blackholed" || c.expectedVerdict === "consistent")
+      (c.expectedVerdict === "blackholed" || c.expectedVerdict === "refused")
     ) {
       add({
         check: "blackholed-endpoints",

@@ -70,7 +70,7 @@ describe("expected findings and verdicts", () => {
       "blackholed",
     );
     expect(verdictFor(conn({ answered: false, error: "ECONNREFUSED" }), scn, loaded)).toBe(
-      "consistent",
+      "refused",
     );
     const gone: LoadedTimeline = new Map([["n1", [{ since: 0, state: without }]]]);
     expect(verdictFor(conn({}), scn, gone)).toBe("untranslated");
