@@ -19,6 +19,8 @@ export interface BenchResult {
   seconds: number;
   /** Peak resident set in bytes, when measured. */
   peakRss: number | null;
+  /** User + system CPU seconds of the process, when measured: unlike wall time, not inflated by other load. */
+  cpuSeconds?: number | null;
   note?: string;
 }
 
@@ -36,13 +38,14 @@ function have(tool: string): boolean {
   return spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).status === 0;
 }
 
-/** Run a command under /usr/bin/time -v: wall seconds and peak RSS of the whole child. */
+/** Run a command under /usr/bin/time -v: wall seconds, CPU seconds and peak RSS of the child. */
 function timed(
   cmd: string,
   args: string[],
 ): {
   seconds: number;
   peakRss: number | null;
+  cpuSeconds: number | null;
   status: number | null;
   stdout: string;
   stderr: string;
@@ -58,11 +61,23 @@ function timed(
     : spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 28 });
   const seconds = (performance.now() - started) / 1000;
   let peakRss: number | null = null;
+  let cpuSeconds: number | null = null;
   if (useTime && existsSync(timeFile)) {
-    const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(readFileSync(timeFile, "utf8"));
+    const text = readFileSync(timeFile, "utf8");
+    const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(text);
     if (m) peakRss = Number(m[1]) * 1024;
+    const user = /User time \(seconds\): ([\d.]+)/.exec(text);
+    const sys = /System time \(seconds\): ([\d.]+)/.exec(text);
+    if (user && sys) cpuSeconds = Number(user[1]) + Number(sys[1]);
   }
-  return { seconds, peakRss, status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+  return {
+    seconds,
+    peakRss,
+    cpuSeconds,
+    status: r.status,
+    stdout: r.stdout ?? "",
+    stderr: r.stderr ?? "",
+  };
 }
 
 function ensureCapture(connections: number): { path: string; packets: number; bytes: number } {
@@ -123,6 +138,7 @@ async function main(): Promise<void> {
     ops: summary.packets,
     seconds: ing.seconds,
     peakRss: ing.peakRss,
+    cpuSeconds: ing.cpuSeconds,
     note: `${summary.legs} legs, ${summary.translations} translations, ${summary.seconds.toFixed(2)} s inside`,
   });
   if (summary.packets !== cap.packets)
@@ -136,6 +152,7 @@ async function main(): Promise<void> {
       ops: cap.packets,
       seconds: r.seconds,
       peakRss: r.peakRss,
+      cpuSeconds: r.cpuSeconds,
     });
   }
   if (!skip.has("pcap-parser")) {
@@ -147,6 +164,7 @@ async function main(): Promise<void> {
       ops: Number(r.stdout.trim()),
       seconds: r.seconds,
       peakRss: r.peakRss,
+      cpuSeconds: r.cpuSeconds,
     });
   }
   if (!skip.has("tshark") && have("tshark")) {
@@ -158,6 +176,7 @@ async function main(): Promise<void> {
       ops: cap.packets,
       seconds: r.seconds,
       peakRss: r.peakRss,
+      cpuSeconds: r.cpuSeconds,
       note: `${convs} conversations`,
     });
   }
@@ -173,17 +192,24 @@ async function main(): Promise<void> {
   process.stdout.write(
     `\ncapture: ${cap.path}\n  ${cap.packets} packets, ${connections} TCP connections through 10.96.0.10:80 (each packet pre- and post-DNAT), ${(cap.bytes / 1e6).toFixed(0)} MB\n\n`,
   );
-  const header = `${"benchmark".padEnd(36)}${"seconds".padStart(9)}${"rate".padStart(14)}${"vs svctrace".padStart(13)}${"peak RSS".padStart(10)}  note`;
+  const header = `${"benchmark".padEnd(36)}${"wall s".padStart(8)}${"rate".padStart(12)}${"vs svctrace".padStart(13)}${"CPU s".padStart(8)}${"rate/CPU s".padStart(12)}${"peak RSS".padStart(10)}  note`;
   process.stdout.write(`${header}\n`);
+  const oursCpu = ours.cpuSeconds ? ours.ops / ours.cpuSeconds : null;
   for (const r of results) {
     const rate = r.ops / r.seconds;
     const ratio = r.unit === "packets" ? `${(oursRate / rate).toFixed(2)}×` : "";
+    const cpuRate = r.cpuSeconds ? r.ops / r.cpuSeconds : null;
+    const cpuRatio =
+      r.unit === "packets" && cpuRate && oursCpu
+        ? ` (${(oursCpu / cpuRate).toFixed(2)}× by CPU)`
+        : "";
     process.stdout.write(
-      `${r.name.padEnd(36)}${r.seconds.toFixed(2).padStart(9)}${`${fmtRate(rate)}`.padStart(14)}${ratio.padStart(13)}${fmtMb(r.peakRss).padStart(10)}  ${r.unit === "packets" ? "" : `${r.unit} `}${r.note ?? ""}\n`,
+      `${r.name.padEnd(36)}${r.seconds.toFixed(2).padStart(8)}${fmtRate(rate).padStart(12)}${ratio.padStart(13)}${(r.cpuSeconds ? r.cpuSeconds.toFixed(2) : "-").padStart(8)}${(cpuRate ? fmtRate(cpuRate) : "-").padStart(12)}${fmtMb(r.peakRss).padStart(10)}  ${r.unit === "packets" ? "" : `${r.unit} `}${r.note ?? ""}${cpuRatio}\n`,
     );
   }
   process.stdout.write(
-    `\n"vs svctrace": how many times faster svctrace ingest is than that tool on the same file.\n`,
+    `\n"vs svctrace": how many times faster svctrace ingest is than that tool on the same file (wall time).\n` +
+      `"rate/CPU s": operations per second of the process's own CPU time, which other load on the machine does not inflate.\n`,
   );
   process.stdout.write(`targets: ≥ 3 M packets/s end to end, peak RSS < 300 MB\n`);
   writeFileSync(
