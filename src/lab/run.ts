@@ -37,7 +37,13 @@ import {
   selectedPods,
 } from "./state.js";
 import { type CaptureStats, type RunningCapture, startCapture } from "./tcpdump.js";
-import { buildTopology, routeVia, type Topology, teardown } from "./topology.js";
+import {
+  assertNamespacesFree,
+  buildTopology,
+  routeVia,
+  type Topology,
+  teardown,
+} from "./topology.js";
 import type { BundleManifest, LabEvent, TruthConnection, TruthFile } from "./truth.js";
 
 /*
@@ -117,6 +123,7 @@ export async function runLab(opts: LabRunOptions): Promise<LabRunResult> {
   validatePrefix(opts.prefix);
   checkLabEnvironment();
   prepareOut(opts.out, opts.force ?? false);
+  assertNamespacesFree(opts.scenario, opts.prefix);
   const runner = new LabRunner(opts);
   const onSignal = (signal: NodeJS.Signals): void => runner.interrupt(signal);
   process.on("SIGINT", onSignal);

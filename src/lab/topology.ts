@@ -1,3 +1,4 @@
+import { EnvironmentError } from "../util/errors.js";
 import { inNs, listNamespaces, must, run } from "./exec.js";
 import { LAB_NET, type LabNode, type Scenario } from "./scenario.js";
 
@@ -59,16 +60,24 @@ async function ipBatch(ns: string, lines: string[]): Promise<void> {
   await must(["ip", "-n", ns, "-batch", "-"], `${lines.join("\n")}\n`);
 }
 
+/**
+ * Refuse to start when a namespace of this run already exists (another run with the same
+ * prefix, or leftovers): called before anything is built, so the failure tears nothing down.
+ */
+export function assertNamespacesFree(scn: Scenario, prefix: string): void {
+  const existing = new Set(listNamespaces());
+  const clash = allNamespaces(namespaceNames(scn, prefix)).filter((ns) => existing.has(ns));
+  if (clash.length > 0) {
+    throw new EnvironmentError(
+      `namespaces ${clash.slice(0, 3).join(", ")} already exist (another lab run with prefix ${prefix}, or leftovers: svctrace lab down --prefix ${prefix})`,
+    );
+  }
+}
+
 /** Build every namespace, link and route of the scenario. Throws on the first failure. */
 export async function buildTopology(scn: Scenario, prefix: string): Promise<Topology> {
   const topo = namespaceNames(scn, prefix);
-  const existing = new Set(listNamespaces());
-  const clash = allNamespaces(topo).filter((ns) => existing.has(ns));
-  if (clash.length > 0) {
-    throw new Error(
-      `namespaces ${clash.join(", ")} already exist: run \`svctrace lab down --prefix ${prefix}\``,
-    );
-  }
+  assertNamespacesFree(scn, prefix);
   for (const ns of allNamespaces(topo)) {
     await must(["ip", "netns", "add", ns]);
     // IPv4 only: no router solicitations and MLD reports cluttering the traces.

@@ -27,6 +27,8 @@ const prefixes = [
   "svt-lt5-",
   "svt-lt6-",
   "svt-lt7-",
+  "svt-lt8-",
+  "svt-lt9-",
 ];
 const work = mkdtempSync(join(tmpdir(), "svctrace-lab-"));
 
@@ -245,6 +247,19 @@ describe.skipIf(!canRun)(`lab in network namespaces (${skipReason})`, () => {
     expect(stderr).toContain("interrupted");
     expect(code).toBe(130);
     expect(leftovers("svt-lt4-")).toEqual([]);
+  });
+
+  it("refuses to start over another run's namespaces, and leaves them alone", async () => {
+    spawnSync("ip", ["netns", "add", "svt-lt9-br"]);
+    await expect(
+      runLab({
+        scenario: loadScenario(join(fixtures, "nodeport.yaml")),
+        out: join(work, "clash"),
+        prefix: "svt-lt9-",
+      }),
+    ).rejects.toThrow(/svt-lt9-br already exist/);
+    expect(leftovers("svt-lt9-")).toEqual(["svt-lt9-br"]);
+    await teardown("svt-lt9-");
   });
 
   it("lab down removes leftovers with the prefix only", async () => {
