@@ -99,7 +99,9 @@ export class PcapParser implements StreamParser {
       }
       rec.tsSec = sec;
       rec.origLen = dv.getUint32(pos + 12, le);
-      rec.data = buf.subarray(pos + hdr, pos + hdr + inclLen);
+      rec.buf = buf;
+      rec.start = pos + hdr;
+      rec.end = pos + hdr + inclLen;
       rec.offset = base + pos;
       rec.interfaceId = 0;
       rec.linkType = this.linkType;

@@ -188,7 +188,9 @@ export class PcapngParser implements StreamParser {
     rec.tsSec = this.outSec + iface.tsOffset;
     rec.tsNsec = this.outNs;
     rec.origLen = dv.getUint32(pos + 24, le);
-    rec.data = buf.subarray(pos + 28, pos + 28 + capLen);
+    rec.buf = buf;
+    rec.start = pos + 28;
+    rec.end = pos + 28 + capLen;
     rec.interfaceId = iface.globalId;
     rec.linkType = iface.linkType;
     rec.offset = base + pos;
@@ -211,7 +213,9 @@ export class PcapngParser implements StreamParser {
     rec.tsSec = this.outSec + iface.tsOffset;
     rec.tsNsec = this.outNs;
     rec.origLen = dv.getUint32(pos + 24, le);
-    rec.data = buf.subarray(pos + 28, pos + 28 + capLen);
+    rec.buf = buf;
+    rec.start = pos + 28;
+    rec.end = pos + 28 + capLen;
     rec.interfaceId = iface.globalId;
     rec.linkType = iface.linkType;
     rec.offset = base + pos;
@@ -231,7 +235,9 @@ export class PcapngParser implements StreamParser {
     rec.tsNsec = 0;
     rec.flags = -1;
     rec.origLen = origLen;
-    rec.data = buf.subarray(pos + 12, pos + 12 + capLen);
+    rec.buf = buf;
+    rec.start = pos + 12;
+    rec.end = pos + 12 + capLen;
     rec.interfaceId = iface.globalId;
     rec.linkType = iface.linkType;
     rec.offset = base + pos;

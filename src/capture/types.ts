@@ -15,21 +15,32 @@ export interface CaptureInterface {
   snapLen: number;
 }
 
-export interface CaptureRecord {
+/**
+ * One packet record. The frame is buf[start, end): readers point into their own buffer instead of
+ * making a view per packet; `data` makes that view on demand.
+ */
+export class CaptureRecord {
   /** Seconds since the epoch (integer). */
-  tsSec: number;
+  tsSec = 0;
   /** Nanoseconds within the second, 0..999999999. */
-  tsNsec: number;
-  /** Captured bytes; valid until the next record. */
-  data: Uint8Array;
-  /** Length of the packet on the wire (may exceed data.length when the snap length cut it). */
-  origLen: number;
-  interfaceId: number;
-  linkType: number;
+  tsNsec = 0;
+  /** The reader's buffer; the captured bytes are buf[start, end), valid until the next record. */
+  buf: Uint8Array = new Uint8Array(0);
+  start = 0;
+  end = 0;
+  /** Length of the packet on the wire (may exceed the captured length when the snap length cut it). */
+  origLen = 0;
+  interfaceId = 0;
+  linkType = 0;
   /** pcapng EPB/PB flags word (direction in bits 0-1), or -1 when the record carries none. */
-  flags: number;
+  flags = -1;
   /** Byte offset of the record (pcap record header / pcapng block) in the (decompressed) stream. */
-  offset: number;
+  offset = 0;
+
+  /** Captured bytes (a view; valid until the next record). */
+  get data(): Uint8Array {
+    return this.buf.subarray(this.start, this.end);
+  }
 }
 
 export interface RecordSink {
@@ -40,16 +51,7 @@ export interface RecordSink {
 }
 
 export function newCaptureRecord(): CaptureRecord {
-  return {
-    tsSec: 0,
-    tsNsec: 0,
-    data: new Uint8Array(0),
-    origLen: 0,
-    interfaceId: 0,
-    linkType: 0,
-    flags: -1,
-    offset: 0,
-  };
+  return new CaptureRecord();
 }
 
 /** pcapng EPB flags direction bits. */

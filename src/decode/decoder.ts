@@ -54,31 +54,38 @@ export const SUPPORTED_LINK_TYPES: ReadonlySet<number> = new Set([
 
 /**
  * Decode one frame into `p` (reset first): link layer, IP, transport, and the inner packet of a
- * VXLAN / Geneve / IP-in-IP tunnel (the outer addresses are kept in `outer*`). Never throws.
+ * VXLAN / Geneve / IP-in-IP tunnel (the outer addresses are kept in `outer*`). The frame is
+ * data[start, end). Never throws.
  */
-export function decodePacket(p: Packet, data: Uint8Array, linkType: number): void {
-  p.reset(data, linkType);
+export function decodePacket(
+  p: Packet,
+  data: Uint8Array,
+  linkType: number,
+  start = 0,
+  end = data.length,
+): void {
+  p.reset(data, linkType, start, end);
   let off: number;
   switch (linkType) {
     case LINKTYPE_ETHERNET:
-      off = decodeEthernet(p, 0);
+      off = decodeEthernet(p, start);
       break;
     case LINKTYPE_LINUX_SLL2:
-      off = decodeSll2(p, 0);
+      off = decodeSll2(p, start);
       break;
     case LINKTYPE_LINUX_SLL:
-      off = decodeSll(p, 0);
+      off = decodeSll(p, start);
       break;
     case LINKTYPE_RAW:
     case LINKTYPE_RAW_BSD:
     case LINKTYPE_RAW_BSD14:
     case LINKTYPE_IPV4:
     case LINKTYPE_IPV6:
-      off = decodeRawIp(p, 0);
+      off = decodeRawIp(p, start);
       break;
     case LINKTYPE_NULL:
     case LINKTYPE_LOOP:
-      off = decodeNull(p, 0);
+      off = decodeNull(p, start);
       break;
     default:
       p.fail(A.unknown_link_type, false);
@@ -120,7 +127,7 @@ function decodeNetwork(p: Packet, off: number, etherType: number): void {
       saveOuter(p);
       p.tunnel = TUNNEL_IPIP;
       p.resetNetwork();
-      decodeNetwork(p, t, innerType(p.data, t));
+      decodeNetwork(p, t, t < p.end ? innerType(p.data, t) : -1);
       return;
     default:
       return;

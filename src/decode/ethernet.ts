@@ -13,14 +13,14 @@ import {
  */
 export function decodeEthernet(p: Packet, off: number): number {
   const d = p.data;
-  if (d.length - off < 14) {
+  if (p.end - off < 14) {
     p.fail(A.truncated_link_header);
     return -1;
   }
   let type = u16(d, off + 12);
   off += 14;
   while (type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ || type === ETHERTYPE_QINQ_OLD) {
-    if (d.length - off < 4) {
+    if (p.end - off < 4) {
       p.fail(A.truncated_vlan_header);
       return -1;
     }

@@ -7,7 +7,7 @@ import { A, FRAG_FIRST, FRAG_LATER, type Packet, u16, u32 } from "./packet.js";
  */
 export function decodeIPv4(p: Packet, off: number): number {
   const d = p.data;
-  if (d.length - off < 20) {
+  if (p.end - off < 20) {
     p.fail(A.truncated_ipv4_header);
     return -1;
   }
@@ -22,7 +22,7 @@ export function decodeIPv4(p: Packet, off: number): number {
     p.fail(A.bad_ipv4_header_length, false);
     return -1;
   }
-  if (d.length - off < ihl) {
+  if (p.end - off < ihl) {
     p.fail(A.truncated_ipv4_header);
     return -1;
   }
@@ -50,5 +50,5 @@ export function decodeIPv4(p: Packet, off: number): number {
 
 /** End of the IP packet's bytes in the frame: the header's length, cut by the capture. */
 export function ipEnd(p: Packet): number {
-  return Math.min(p.data.length, p.ipOff + p.ipLen);
+  return Math.min(p.end, p.ipOff + p.ipLen);
 }

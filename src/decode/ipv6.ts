@@ -16,7 +16,7 @@ const SHIM6 = 140;
  */
 export function decodeIPv6(p: Packet, off: number): number {
   const d = p.data;
-  if (d.length - off < 40) {
+  if (p.end - off < 40) {
     p.fail(A.truncated_ipv6_header);
     return -1;
   }
@@ -43,7 +43,7 @@ export function decodeIPv6(p: Packet, off: number): number {
       case MOBILITY:
       case HIP:
       case SHIM6: {
-        if (d.length - o < 8) {
+        if (p.end - o < 8) {
           p.fail(A.truncated_ipv6_extension_header);
           return -1;
         }
@@ -52,7 +52,7 @@ export function decodeIPv6(p: Packet, off: number): number {
         continue;
       }
       case AUTH: {
-        if (d.length - o < 8) {
+        if (p.end - o < 8) {
           p.fail(A.truncated_ipv6_extension_header);
           return -1;
         }
@@ -61,7 +61,7 @@ export function decodeIPv6(p: Packet, off: number): number {
         continue;
       }
       case FRAGMENT: {
-        if (d.length - o < 8) {
+        if (p.end - o < 8) {
           p.fail(A.truncated_ipv6_extension_header);
           return -1;
         }
@@ -81,7 +81,7 @@ export function decodeIPv6(p: Packet, off: number): number {
       }
       default:
         p.proto = next;
-        if (o > d.length) {
+        if (o > p.end) {
           p.fail(A.truncated_ipv6_extension_header);
           return -1;
         }

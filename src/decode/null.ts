@@ -7,7 +7,7 @@ import { A, ETHERTYPE_IPV4, ETHERTYPE_IPV6, LINKTYPE_LOOP, type Packet, u32 } fr
  */
 export function decodeNull(p: Packet, off: number): number {
   const d = p.data;
-  if (d.length - off < 4) {
+  if (p.end - off < 4) {
     p.fail(A.truncated_link_header);
     return -1;
   }
@@ -23,7 +23,7 @@ export function decodeNull(p: Packet, off: number): number {
 /** Raw IP (LINKTYPE_RAW 101 and the BSD 12/14, IPv4 228, IPv6 229): the version nibble decides. */
 export function decodeRawIp(p: Packet, off: number): number {
   const d = p.data;
-  if (d.length - off < 1) {
+  if (p.end - off < 1) {
     p.fail(A.truncated_link_header);
     return -1;
   }

@@ -53,8 +53,13 @@ export const A = Object.fromEntries(ANOMALY_NAMES.map((n, i) => [n, i])) as Reco
 >;
 
 export class Packet {
-  /** The frame (a view into the reader's buffer). */
+  /**
+   * The buffer holding the frame at [start, end); every offset below indexes `data` directly, so
+   * a reader's buffer can be decoded in place without a view per packet.
+   */
   data: Uint8Array = new Uint8Array(0);
+  start = 0;
+  end = 0;
   linkType = 0;
   direction = DIR_UNKNOWN;
   /** SLL2 interface index, or -1. */
@@ -122,8 +127,10 @@ export class Packet {
   anomaly = 0;
   truncated = false;
 
-  reset(data: Uint8Array, linkType: number): void {
+  reset(data: Uint8Array, linkType: number, start = 0, end = data.length): void {
     this.data = data;
+    this.start = start;
+    this.end = end;
     this.linkType = linkType;
     this.direction = DIR_UNKNOWN;
     this.ifindex = -1;

@@ -20,7 +20,7 @@ export function directionOfPktType(t: number): number {
  */
 export function decodeSll(p: Packet, off: number): number {
   const d = p.data;
-  if (d.length - off < 16) {
+  if (p.end - off < 16) {
     p.fail(A.truncated_link_header);
     return -1;
   }

@@ -8,7 +8,7 @@ import { directionOfPktType } from "./sll.js";
  */
 export function decodeSll2(p: Packet, off: number): number {
   const d = p.data;
-  if (d.length - off < 20) {
+  if (p.end - off < 20) {
     p.fail(A.truncated_link_header);
     return -1;
   }

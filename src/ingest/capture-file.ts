@@ -127,7 +127,7 @@ export async function ingestCaptureFile(
       unsupportedLinkType++;
       return;
     }
-    decodePacket(packet, rec.data, rec.linkType);
+    decodePacket(packet, rec.buf, rec.linkType, rec.start, rec.end);
     if (packet.anomaly !== 0) anomalyCounts[packet.anomaly]!++;
     let ifId = rec.interfaceId;
     if (rec.linkType === LINKTYPE_LINUX_SLL2 && packet.ifindex >= 0) {

@@ -35,7 +35,17 @@ async function readAll(path: string, chunkSize?: number) {
     {
       interface: (i) => interfaces.push(i),
       // The record and its data are reused: copy what we keep.
-      record: (r) => records.push({ ...r, data: Buffer.from(r.data) }),
+      record: (r) =>
+        records.push({
+          tsSec: r.tsSec,
+          tsNsec: r.tsNsec,
+          data: Buffer.from(r.data),
+          origLen: r.origLen,
+          interfaceId: r.interfaceId,
+          linkType: r.linkType,
+          flags: r.flags,
+          offset: r.offset,
+        }),
     },
     chunkSize === undefined ? {} : { chunkSize },
   );
