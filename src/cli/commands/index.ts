@@ -4,10 +4,12 @@ import { registerCapture } from "./capture.js";
 import { registerCollect } from "./collect.js";
 import { registerConnections } from "./connections.js";
 import { registerDemo } from "./demo.js";
+import { registerDiff } from "./diff.js";
 import { registerFindings } from "./findings.js";
 import { registerIngest } from "./ingest.js";
 import { registerLab } from "./lab.js";
 import { registerLegs } from "./legs.js";
+import { registerRules } from "./rules.js";
 import { registerTrace } from "./trace.js";
 
 /**
@@ -22,9 +24,11 @@ export const commands: RegisterCommand[] = [
   registerCollect,
   registerConnections,
   registerDemo,
+  registerDiff,
   registerFindings,
   registerIngest,
   registerLab,
   registerLegs,
+  registerRules,
   registerTrace,
 ];
