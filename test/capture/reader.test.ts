@@ -329,3 +329,100 @@ describe("pcapng writer", () => {
     ]);
   });
 });
+
+describe("pcapng details the conformance suite does not cover", () => {
+  /** One block in the given byte order: type, body, padded, with both length fields. */
+  function block(le: boolean, type: number, body: number[]): number[] {
+    const padded = [...body];
+    while (padded.length % 4) padded.push(0);
+    const len = padded.length + 12;
+    const dv = new DataView(new ArrayBuffer(len));
+    dv.setUint32(0, type, le);
+    dv.setUint32(4, len, le);
+    new Uint8Array(dv.buffer).set(padded, 8);
+    dv.setUint32(len - 4, len, le);
+    return [...new Uint8Array(dv.buffer)];
+  }
+  const u16 = (le: boolean, v: number) => (le ? [v & 255, v >> 8] : [v >> 8, v & 255]);
+  const u32 = (le: boolean, v: number) => {
+    const b = [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255];
+    return le ? b.reverse() : b;
+  };
+  const option = (le: boolean, code: number, value: number[]) => {
+    const out = [...u16(le, code), ...u16(le, value.length), ...value];
+    while (out.length % 4) out.push(0);
+    return out;
+  };
+
+  it.each([true, false])(
+    "obsolete PB, binary if_tsresol and if_tsoffset (little-endian %s)",
+    async (le) => {
+      const shb = block(le, 0x0a0d0d0a, [
+        ...u32(le, 0x1a2b3c4d),
+        ...u16(le, 1),
+        ...u16(le, 0),
+        ...u32(le, 0xffffffff),
+        ...u32(le, 0xffffffff),
+      ]);
+      const idb = block(le, 1, [
+        ...u16(le, 101),
+        0,
+        0,
+        ...u32(le, 65535),
+        ...option(le, 2, [...Buffer.from("veth0")]),
+        ...option(le, 9, [0x83]), // 2^-3 s units
+        ...option(le, 14, le ? [100, 0, 0, 0, 0, 0, 0, 0] : [0, 0, 0, 0, 0, 0, 0, 100]),
+        0,
+        0,
+        0,
+        0,
+      ]);
+      const frame = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+      // PB: interface 0, drops 0, timestamp 8 * 1000 + 5 units (1000.625 s), caplen, len, data, pack_flags outbound.
+      const pb = block(le, 2, [
+        ...u16(le, 0),
+        ...u16(le, 0),
+        ...u32(le, 0),
+        ...u32(le, 8005),
+        ...u32(le, 20),
+        ...u32(le, 20),
+        ...frame,
+        ...option(le, 2, u32(le, 2)),
+        0,
+        0,
+        0,
+        0,
+      ]);
+      const unknown = block(le, 0x40000bad, [1, 2, 3]);
+      const path = join(tmp, `pb-${le}.pcapng`);
+      writeFileSync(path, Buffer.from([...shb, ...idb, ...unknown, ...pb]));
+      const { records, interfaces } = await readAll(path);
+      expect(interfaces).toEqual([{ id: 0, name: "veth0", linkType: 101, snapLen: 65535 }]);
+      expect(records).toHaveLength(1);
+      expect(records[0]).toMatchObject({ tsSec: 1100, tsNsec: 625_000_000, flags: 2, origLen: 20 });
+      expect([...records[0]!.data]).toEqual(frame);
+    },
+  );
+
+  it("a packet for an interface the section never described is an error at its block", async () => {
+    const le = true;
+    const shb = block(le, 0x0a0d0d0a, [
+      ...u32(le, 0x1a2b3c4d),
+      ...u16(le, 1),
+      ...u16(le, 0),
+      ...u32(le, 0xffffffff),
+      ...u32(le, 0xffffffff),
+    ]);
+    const epb = block(le, 6, [
+      ...u32(le, 3),
+      ...u32(le, 0),
+      ...u32(le, 0),
+      ...u32(le, 0),
+      ...u32(le, 0),
+    ]);
+    const path = join(tmp, "no-idb.pcapng");
+    writeFileSync(path, Buffer.from([...shb, ...epb]));
+    await expect(readAll(path)).rejects.toThrow(/interface 3, which this section never described/);
+    await expect(readAll(path)).rejects.toMatchObject({ offset: shb.length });
+  });
+});
