@@ -732,25 +732,25 @@ export function generateIptablesRestore(
   );
 
   const out: string[] = [];
+  // Appended line by line: spreading 100,000 rules into push() overflows the call stack.
+  const add = (lines: string[]) => {
+    for (const line of lines) out.push(line);
+  };
   // ipt.Monitor's canaries: empty chains whose disappearance tells kube-proxy that someone
   // flushed the tables. Real dumps carry them, so lab dumps do too.
   const canary = chainLine("KUBE-PROXY-CANARY");
-  if (jumps) out.push("*mangle", canary, "COMMIT");
+  if (jumps) add(["*mangle", canary, "COMMIT"]);
   out.push("*filter");
-  if (jumps) {
-    for (const c of BUILTIN.filter) out.push(`:${c} ACCEPT [0:0]`);
-  }
-  out.push(...filterChains);
+  if (jumps) add(BUILTIN.filter.map((c) => `:${c} ACCEPT [0:0]`));
+  add(filterChains);
   if (jumps && !firewallChainWritten) out.push(chainLine("KUBE-FIREWALL"));
-  if (jumps) out.push(canary);
-  if (jumps) out.push(...jumpRules("filter"));
-  out.push(...filterRules, "COMMIT");
-  out.push("*nat");
-  if (jumps) {
-    for (const c of BUILTIN.nat) out.push(`:${c} ACCEPT [0:0]`);
-  }
-  out.push(...natChains);
-  if (jumps) out.push(canary, ...jumpRules("nat"));
-  out.push(...natRules, "COMMIT");
+  if (jumps) add([canary, ...jumpRules("filter")]);
+  add(filterRules);
+  add(["COMMIT", "*nat"]);
+  if (jumps) add(BUILTIN.nat.map((c) => `:${c} ACCEPT [0:0]`));
+  add(natChains);
+  if (jumps) add([canary, ...jumpRules("nat")]);
+  add(natRules);
+  out.push("COMMIT");
   return `${out.join("\n")}\n`;
 }

@@ -279,6 +279,26 @@ describe("generateIptablesRestore", () => {
     expect(large.match(/--probability/g)?.length).toBe(1000);
   });
 
+  it("writes a 10,000-Service node (the size DESIGN.md plans for, ~170,000 rules)", () => {
+    const ports: GenServicePort[] = [];
+    for (let s = 0; s < 10_000; s++) {
+      ports.push(
+        svc(`ns${s % 50}`, `svc${s}`, `172.16.${s >> 8}.${s & 255}`, {
+          nodePort: s % 10 === 0 ? 30000 + (s % 2000) : null,
+          endpoints: [1, 2, 3, 4, 5].map((e) =>
+            ep(`10.${s >> 8}.${s & 255}.${e}`, e === 1 ? "test-hostname" : "n2"),
+          ),
+        }),
+      );
+    }
+    const out = generateIptablesRestore(ports, node);
+    const nat = parseDump(out).get("nat");
+    // Per Service: 1 dispatch + 1 masquerade + 5 endpoint jumps + 5 × 2 endpoint-chain rules.
+    expect(nat?.get("KUBE-SERVICES")?.length).toBe(10_001);
+    expect([...(nat?.keys() ?? [])].filter((c) => c.startsWith("KUBE-SEP-")).length).toBe(50_000);
+    expect(out.split("\n").filter((l) => l.startsWith("-A ")).length).toBeGreaterThan(170_000);
+  });
+
   it("skips headless services and rejects bad addresses with the service name", () => {
     expect(generateIptablesRestore([svc("ns", "h", "", { clusterIP: null })], node)).not.toContain(
       "ns/h",
