@@ -38,11 +38,13 @@ import {
 } from "./state.js";
 import { type CaptureStats, type RunningCapture, startCapture } from "./tcpdump.js";
 import {
+  allNamespaces,
   assertNamespacesFree,
   buildTopology,
+  deleteNamespaces,
+  namespaceNames,
   routeVia,
   type Topology,
-  teardown,
 } from "./topology.js";
 import type { BundleManifest, LabEvent, TruthConnection, TruthFile } from "./truth.js";
 
@@ -132,7 +134,7 @@ export async function runLab(opts: LabRunOptions): Promise<LabRunResult> {
     return await runner.run();
   } finally {
     runner.killChildren();
-    await teardown(opts.prefix);
+    await deleteNamespaces(allNamespaces(namespaceNames(opts.scenario, opts.prefix)));
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }

@@ -192,7 +192,17 @@ export async function routeVia(ns: string, address: string, nodeIp: string): Pro
  */
 export async function teardown(prefix: string): Promise<string[]> {
   if (prefix.length === 0) throw new Error("refusing to tear down with an empty prefix");
-  const mine = listNamespaces().filter((ns) => ns.startsWith(prefix));
+  return deleteNamespaces(listNamespaces().filter((ns) => ns.startsWith(prefix)));
+}
+
+/**
+ * Delete exactly these namespaces (those that exist), ending their processes first. A run
+ * tears down its own namespaces by name, never by prefix: with the default prefix `svt-` a
+ * prefix match would also take other runs' `svt-…` namespaces.
+ */
+export async function deleteNamespaces(names: string[]): Promise<string[]> {
+  const existing = new Set(listNamespaces());
+  const mine = names.filter((ns) => existing.has(ns));
   for (const ns of mine) {
     const pids = await run(["ip", "netns", "pids", ns]);
     for (const pid of pids.stdout.split(/\s+/).filter((p) => /^\d+$/.test(p))) {
