@@ -440,12 +440,16 @@ export function generateIptablesRestore(
         );
       if (c.family === family) sourceRanges.push(formatCidr(c));
     }
-    const eps: Ep[] = [];
+    // One entry per "ip:port", as upstream's endpoint-slice cache keeps them (two slices can
+    // list the same address); a ready copy wins. Two copies would also mean two chains of one name.
+    const byText = new Map<string, Ep>();
     for (const e of p.endpoints) {
       const ip = normIP(e.ip, "endpoint", name);
       if (ipFamily(ip) !== family) continue;
       const text = formatAddrPort(ip, e.port);
-      eps.push({
+      const seen = byText.get(text);
+      if (seen !== undefined && (seen.ready || !e.ready)) continue;
+      byText.set(text, {
         text,
         ip,
         chain: endpointChainName(name, proto, text),
@@ -455,6 +459,7 @@ export function generateIptablesRestore(
         local: e.nodeName !== null && e.nodeName === node.name,
       });
     }
+    const eps = [...byText.values()];
     // Upstream keeps each service's endpoints sorted by "ip:port" text.
     eps.sort((a, b) => (a.text < b.text ? -1 : a.text > b.text ? 1 : 0));
     totalEndpoints += eps.length;

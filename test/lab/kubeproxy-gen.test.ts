@@ -299,6 +299,18 @@ describe("generateIptablesRestore", () => {
     expect(out.split("\n").filter((l) => l.startsWith("-A ")).length).toBeGreaterThan(170_000);
   });
 
+  it("writes one endpoint chain for an address listed twice, the ready copy winning", () => {
+    const twice = svc("ns", "dup", "10.96.0.50", {
+      endpoints: [
+        { ...ep("10.244.1.7", "other"), ready: false, serving: false },
+        ep("10.244.1.7", "test-hostname"),
+      ],
+    });
+    const out = generateIptablesRestore([twice], node);
+    expect(out.match(/^:KUBE-SEP-/gm)?.length).toBe(1);
+    expect(out).toContain("--to-destination 10.244.1.7:80");
+  });
+
   it("skips headless services and rejects bad addresses with the service name", () => {
     expect(generateIptablesRestore([svc("ns", "h", "", { clusterIP: null })], node)).not.toContain(
       "ns/h",
