@@ -6,7 +6,8 @@
  * - `-i any` opens libpcap's "any" device with LINUX_SLL (v1): packet type (direction) per
  *   packet, but no interface index — cap cannot ask for SLL2. To get interface names on legs,
  *   name the interfaces (`eth0,veth1`): each is opened on its own and becomes its own pcapng
- *   interface with its name. The ifindex → name map of the node is recorded either way.
+ *   interface with its name. The node's ifindex → name map comes back with the statistics
+ *   either way (`svctrace capture --json` prints it), for SLL2 captures taken elsewhere.
  * - No per-packet kernel timestamp: packets are stamped when libpcap hands them to us
  *   (immediate mode, a monotonic clock anchored to the wall clock at start), which is within
  *   microseconds of arrival unless the event loop is busy.
