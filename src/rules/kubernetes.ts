@@ -268,7 +268,17 @@ function parseDocuments(text: string, source: string): unknown[] {
         line === undefined ? { file: source } : { file: source, line },
       );
     }
-    const value: unknown = doc.toJS();
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      // Unresolved aliases, alias bombs: the document is not data we can use.
+      throw new InputError(
+        `not usable YAML: ${e instanceof Error ? e.message : String(e)}`,
+        { file: source },
+        { cause: e },
+      );
+    }
     if (value !== null && value !== undefined) out.push(value);
   }
   if (out.length === 0) throw new InputError("no Kubernetes object in the input", { file: source });
