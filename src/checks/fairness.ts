@@ -97,11 +97,18 @@ function trafficFairness(ctx: CheckContext): FairnessFinding[] {
   return out;
 }
 
+const signatures = new WeakMap<object, string>();
+
 function candidateSignature(c: Connection): string {
-  return c.candidates
-    .map((x) => `${x.endpoint}=${x.probability.toFixed(3)}`)
-    .sort()
-    .join(",");
+  let sig = signatures.get(c.candidates);
+  if (sig === undefined) {
+    sig = c.candidates
+      .map((x) => `${x.endpoint}=${x.probability.toFixed(3)}`)
+      .sort()
+      .join(",");
+    signatures.set(c.candidates, sig);
+  }
+  return sig;
 }
 
 /** kube-proxy promises an even split over ready endpoints; check the rules alone. */

@@ -6,6 +6,7 @@ import type {
   Connection,
   Hook,
   LegView,
+  SimOutcome,
   SimResult,
   Simulator,
   TupleView,
@@ -14,6 +15,8 @@ import type {
 import { addrPortText, protoName } from "./types.js";
 
 const CACHE_LIMIT = 200_000;
+const NO_CANDIDATES: Candidate[] = [];
+const NO_PATH: string[] = [];
 const BUILTIN_CHAINS = new Set(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]);
 
 /** Did the server side (or a router for it) refuse: TCP RST answer or ICMP unreachable? */
@@ -99,6 +102,40 @@ export class Judge {
     return w.preLegs[0]?.node ?? null;
   }
 
+  // Shared by every connection with the same simulation: no per-connection arrays (and the
+  // writer serialises each once).
+  private readonly candidateCache = new WeakMap<SimResult, Candidate[]>();
+  private readonly pathCache = new WeakMap<SimOutcome, string[]>();
+
+  private candidatesOf(sim: SimResult): Candidate[] {
+    let out = this.candidateCache.get(sim);
+    if (out !== undefined) return out;
+    const byEp = new Map<string, number>();
+    for (const o of sim.outcomes) {
+      if (o.verdict === "DNAT" && o.endpoint !== null) {
+        byEp.set(o.endpoint, (byEp.get(o.endpoint) ?? 0) + o.probability);
+      }
+    }
+    out = [...byEp].map(([endpoint, probability]) => ({ endpoint, probability }));
+    this.candidateCache.set(sim, out);
+    return out;
+  }
+
+  private pathOf(outcome: SimOutcome): string[] {
+    let path = this.pathCache.get(outcome);
+    if (path !== undefined) return path;
+    path = [];
+    for (const step of outcome.path) {
+      if (step.table !== "nat" && step.table !== "filter") continue;
+      // Built-in hook chains are implied by `hook`; the path names kube-proxy's chains, a chain
+      // re-entered after a jump returns (KUBE-MARK-MASQ) once.
+      if (BUILTIN_CHAINS.has(step.chain) || path.includes(step.chain)) continue;
+      path.push(step.chain);
+    }
+    this.pathCache.set(outcome, path);
+    return path;
+  }
+
   judge(w: WorkConnection): Connection {
     const pre = w.pre;
     const node = this.pickNode(w);
@@ -117,16 +154,7 @@ export class Judge {
         ? { ip: post.srcIp, port: post.srcPort }
         : null;
 
-    const candidates: Candidate[] = [];
-    if (sim !== null) {
-      const byEp = new Map<string, number>();
-      for (const o of sim.outcomes) {
-        if (o.verdict === "DNAT" && o.endpoint !== null) {
-          byEp.set(o.endpoint, (byEp.get(o.endpoint) ?? 0) + o.probability);
-        }
-      }
-      for (const [ep, p] of byEp) candidates.push({ endpoint: ep, probability: p });
-    }
+    const candidates = sim === null ? NO_CANDIDATES : this.candidatesOf(sim);
     const endpointText = endpoint === null ? null : addrPortText(endpoint);
 
     const nearLegs = w.postLegs.length > 0 ? w.postLegs : w.preLegs;
@@ -170,14 +198,7 @@ export class Judge {
         if (best !== null && o.probability > best.probability && endpointText === null) best = o;
       }
     }
-    const path: string[] = [];
-    for (const step of best?.path ?? []) {
-      if (step.table !== "nat" && step.table !== "filter") continue;
-      // Built-in hook chains are implied by `hook`; the path names kube-proxy's chains.
-      if (BUILTIN_CHAINS.has(step.chain)) continue;
-      // A chain re-entered after a jump returns (KUBE-MARK-MASQ) is named once.
-      if (!path.includes(step.chain)) path.push(step.chain);
-    }
+    const path = best === null ? NO_PATH : this.pathOf(best);
 
     const legIds: number[] = [];
     for (const l of w.preLegs) legIds.push(l.id);

@@ -5,8 +5,6 @@ import type { RuleSet } from "../rules/model.js";
 import { parsePodEnv } from "../rules/pod-env.js";
 import type { Db } from "../store/index.js";
 import {
-  iterateLegs,
-  iterateTranslations,
   listCaptures,
   listConntrack,
   listDns,
@@ -38,6 +36,8 @@ import type {
   Simulator,
   TranslationView,
 } from "./types.js";
+
+const NO_ICMP: Record<string, number> = Object.freeze({}) as Record<string, number>;
 
 /** Everything reconstruction and the checks read, loaded from one database. */
 export interface AnalysisData {
@@ -170,37 +170,70 @@ export function loadAnalysis(db: Db): AnalysisData {
     range,
     warnings,
     *legs() {
-      for (const l of iterateLegs(db)) {
+      // Hot: millions of rows. Only the columns reconstruction reads, as arrays, no JSON unless
+      // the leg has ICMP errors.
+      const stmt = db
+        .prepare(
+          `SELECT id, capture_id, node, interface_id, proto, orig_ip, orig_port, resp_ip, resp_port,
+                  first_ts, last_ts, orig_packets, resp_packets, conn_state, history, direction,
+                  icmp_errors
+           FROM legs ORDER BY first_ts, id`,
+        )
+        .raw();
+      for (const r of stmt.iterate() as IterableIterator<unknown[]>) {
+        const captureId = r[1] as number;
+        const icmp = r[16] as string | null;
         yield {
-          id: l.id,
-          node: l.node ?? `capture-${l.captureId}`,
-          iface: ifaceNames.get(`${l.captureId}|${l.interfaceId}`) ?? null,
-          proto: l.proto,
-          origIp: l.origIp,
-          origPort: l.origPort,
-          respIp: l.respIp,
-          respPort: l.respPort,
-          firstTs: l.firstTs,
-          lastTs: l.lastTs,
-          origPackets: l.origPackets,
-          respPackets: l.respPackets,
-          connState: l.connState,
-          history: l.history,
-          direction: l.direction,
-          icmpErrors: l.icmpErrors,
+          id: r[0] as number,
+          node: (r[2] as string | null) ?? `capture-${captureId}`,
+          iface: ifaceNames.get(`${captureId}|${r[3] as number}`) ?? null,
+          proto: r[4] as number,
+          origIp: r[5] as string,
+          origPort: r[6] as number,
+          respIp: r[7] as string,
+          respPort: r[8] as number,
+          firstTs: r[9] as number,
+          lastTs: r[10] as number,
+          origPackets: r[11] as number,
+          respPackets: r[12] as number,
+          connState: r[13] as string,
+          history: r[14] as string,
+          direction: r[15] as LegView["direction"],
+          icmpErrors:
+            icmp === null || icmp === "{}" ? NO_ICMP : (JSON.parse(icmp) as Record<string, number>),
         };
       }
     },
     *translations() {
-      for (const t of iterateTranslations(db)) {
+      const stmt = db
+        .prepare(
+          `SELECT id, capture_id, node, proto, pre_src_ip, pre_src_port, pre_dst_ip, pre_dst_port,
+                  post_src_ip, post_src_port, post_dst_ip, post_dst_port, first_ts, last_ts, packets
+           FROM translations ORDER BY first_ts, id`,
+        )
+        .raw();
+      for (const r of stmt.iterate() as IterableIterator<unknown[]>) {
+        const proto = r[3] as number;
         yield {
-          id: t.id,
-          node: t.node ?? `capture-${t.captureId}`,
-          pre: t.pre,
-          post: t.post,
-          firstTs: t.firstTs,
-          lastTs: t.lastTs,
-          packets: t.packets,
+          id: r[0] as number,
+          node: (r[2] as string | null) ?? `capture-${r[1] as number}`,
+          pre: {
+            proto,
+            srcIp: r[4] as string,
+            srcPort: r[5] as number,
+            dstIp: r[6] as string,
+            dstPort: r[7] as number,
+          },
+          post: {
+            proto,
+            srcIp: r[8] as string,
+            srcPort: r[9] as number,
+            dstIp: r[10] as string,
+            dstPort: r[11] as number,
+          },
+          firstTs: r[12] as number,
+          lastTs: r[13] as number,
+          packets: r[14] as number,
         };
       }
     },

@@ -118,6 +118,18 @@ export class AnalysisWriter {
     );
   }
 
+  private readonly jsonCache = new WeakMap<object, string>();
+
+  /** Connections share their candidates and path arrays: serialise each array once. */
+  private json(value: object): string {
+    let text = this.jsonCache.get(value);
+    if (text === undefined) {
+      text = JSON.stringify(value);
+      this.jsonCache.set(value, text);
+    }
+    return text;
+  }
+
   /** Start a run: drop the previous results. */
   begin(): void {
     this.db.exec("BEGIN");
@@ -142,8 +154,8 @@ export class AnalysisWriter {
       c.verdict,
       c.start,
       c.end,
-      JSON.stringify(c.path),
-      JSON.stringify(c.candidates),
+      this.json(c.path),
+      this.json(c.candidates),
       c.vipFrom,
       c.answered ? 1 : 0,
       c.refusal,
@@ -191,42 +203,65 @@ export interface ConnectionFilter {
 
 type Row = Record<string, unknown>;
 
-function toConnection(r: Row): StoredConnection {
+const COLUMNS =
+  "id, proto, client_ip, client_port, vip_ip, vip_port, service, node, hook, endpoint_ip, endpoint_port, snat_ip, snat_port, verdict, start, end, path, candidates, vip_from, answered, refusal, conn_state, ruleset_id, translation_ids, conntrack_ids";
+
+/**
+ * Checks read every connection several times: JSON columns repeat (one candidates list per
+ * Service and node), so parsed values are shared instead of parsed per row.
+ */
+class JsonMemo {
+  private readonly map = new Map<string, unknown>();
+  parse<T>(text: string): T {
+    let v = this.map.get(text);
+    if (v === undefined) {
+      if (this.map.size > 10_000) this.map.clear();
+      v = JSON.parse(text) as unknown;
+      this.map.set(text, v);
+    }
+    return v as T;
+  }
+}
+
+function toConnection(r: unknown[], memo: JsonMemo, ids: boolean): StoredConnection {
   const ap = (ip: unknown, port: unknown) =>
     ip === null ? null : { ip: ip as string, port: port as number };
   return {
-    id: r.id as number,
-    proto: r.proto as StoredConnection["proto"],
-    client: { ip: r.client_ip as string, port: r.client_port as number },
-    vip: { ip: r.vip_ip as string, port: r.vip_port as number },
-    service: r.service as string | null,
-    node: r.node as string | null,
-    hook: r.hook as StoredConnection["hook"],
-    endpoint: ap(r.endpoint_ip, r.endpoint_port),
-    snat: ap(r.snat_ip, r.snat_port),
-    verdict: r.verdict as string,
-    start: r.start as number,
-    end: r.end as number,
-    path: JSON.parse(r.path as string) as string[],
-    candidates: JSON.parse(r.candidates as string) as StoredConnection["candidates"],
-    vipFrom: r.vip_from as StoredConnection["vipFrom"],
-    answered: r.answered === 1,
-    refusal: r.refusal as StoredConnection["refusal"],
-    connState: r.conn_state as string | null,
-    rulesetId: r.ruleset_id as number | null,
+    id: r[0] as number,
+    proto: r[1] as StoredConnection["proto"],
+    client: { ip: r[2] as string, port: r[3] as number },
+    vip: { ip: r[4] as string, port: r[5] as number },
+    service: r[6] as string | null,
+    node: r[7] as string | null,
+    hook: r[8] as StoredConnection["hook"],
+    endpoint: ap(r[9], r[10]),
+    snat: ap(r[11], r[12]),
+    verdict: r[13] as string,
+    start: r[14] as number,
+    end: r[15] as number,
+    path: memo.parse<string[]>(r[16] as string),
+    candidates: memo.parse<StoredConnection["candidates"]>(r[17] as string),
+    vipFrom: r[18] as StoredConnection["vipFrom"],
+    answered: r[19] === 1,
+    refusal: r[20] as StoredConnection["refusal"],
+    connState: r[21] as string | null,
+    rulesetId: r[22] as number | null,
     legIds: [],
-    translationIds: JSON.parse(r.translation_ids as string) as number[],
-    conntrackIds: JSON.parse(r.conntrack_ids as string) as number[],
+    translationIds: ids ? (JSON.parse(r[23] as string) as number[]) : [],
+    conntrackIds: ids ? (JSON.parse(r[24] as string) as number[]) : [],
   };
 }
 
 /**
  * Connections ordered by start (then id). `service` matches "ns/name:port" exactly or
- * "ns/name" for every port. Leg ids are not filled (see `connectionLegs`).
+ * "ns/name" for every port. Leg ids are not filled (see `connectionLegs`); translation and
+ * conntrack ids only with `ids`. Parsed `path` and `candidates` are shared between rows: do not
+ * modify them.
  */
 export function* iterateConnections(
   db: Db,
   filter: ConnectionFilter = {},
+  options: { ids?: boolean } = {},
 ): Generator<StoredConnection> {
   const where: string[] = [];
   const args: unknown[] = [];
@@ -242,8 +277,15 @@ export function* iterateConnections(
     where.push("verdict = ?");
     args.push(filter.verdict);
   }
-  const sql = `SELECT * FROM connections ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY start, id`;
-  for (const r of db.prepare(sql).iterate(...args)) yield toConnection(r as Row);
+  const sql = `SELECT ${COLUMNS} FROM connections ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY start, id`;
+  const memo = new JsonMemo();
+  const ids = options.ids ?? false;
+  for (const r of db
+    .prepare(sql)
+    .raw()
+    .iterate(...args) as IterableIterator<unknown[]>) {
+    yield toConnection(r, memo, ids);
+  }
 }
 
 export function connectionLegs(db: Db, connectionId: number): number[] {
