@@ -292,7 +292,9 @@ export class FlowTable {
         leg.direction = p.direction;
       }
     }
-    leg.lastTs = ts;
+    // Multi-interface writers do not keep the file in time order: keep the true bounds.
+    if (ts > leg.lastTs) leg.lastTs = ts;
+    else if (ts < leg.firstTs) leg.firstTs = ts;
     const bytes = p.wirePayloadLen;
     if (fromOrig) {
       if (leg.oPkts === 0) {

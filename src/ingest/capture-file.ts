@@ -152,7 +152,10 @@ export async function ingestCaptureFile(
       if (rec2 !== null) {
         dnsMessages++;
         sink.dns(rec2);
-      } else dnsFailures++;
+      } else if (packet.proto !== IPPROTO_TCP) {
+        // A TCP segment may carry part of a message: only UDP payloads must parse.
+        dnsFailures++;
+      }
     }
   };
 

@@ -12,7 +12,7 @@ import {
 } from "../../src/decode/packet.js";
 import { FlowTable, type FlowTableOptions } from "../../src/flow/table.js";
 import type { LegRecord, TranslationRecord } from "../../src/flow/types.js";
-import { bytes, ipv4, tcp, udp } from "../decode/build.js";
+import { bytes, ipv4, ipv6, tcp, udp } from "../decode/build.js";
 
 const S = TCP_SYN;
 const SA = TCP_SYN | TCP_ACK;
@@ -349,5 +349,58 @@ describe("translations in the packet stream", () => {
     expect(
       h.translations.map((t) => [t.interfaceIn, t.interfaceOut, t.pre.dstIp, t.post.dstIp]),
     ).toEqual([[0, 1, "10.96.0.1", "10.244.1.5"]]);
+  });
+});
+
+describe("IPv6 and tunnels", () => {
+  it("IPv6 legs and translations (no IP ID: sequence numbers and payload tie the copies)", () => {
+    const legs: LegRecord[] = [];
+    const translations: TranslationRecord[] = [];
+    const table = new FlowTable({
+      leg: (r) => legs.push(r),
+      translation: (r) => translations.push(r),
+    });
+    const p = new Packet();
+    const feed = (ts: number, dstLast: number, dir: number, ifId: number) => {
+      decodePacket(p, bytes(ipv6(6, 20, 1, dstLast), tcp(40000, 443, TCP_SYN, 77)), LINKTYPE_RAW);
+      p.direction = dir;
+      table.add(p, ts, ifId);
+    };
+    feed(1, 0x10, DIR_IN, 2);
+    feed(1.00001, 0x20, DIR_OUT, 3);
+    table.flush();
+    expect(legs.map((l) => [l.interfaceId, l.origIp, l.respIp, l.connState])).toEqual([
+      [2, "fd00::1", "fd00::10", "S0"],
+      [3, "fd00::1", "fd00::20", "S0"],
+    ]);
+    expect(translations.map((t) => [t.kind, t.pre.dstIp, t.post.dstIp])).toEqual([
+      ["dnat", "fd00::10", "fd00::20"],
+    ]);
+  });
+
+  it("a VXLAN-encapsulated flow is a leg of the inner tuple with the outer addresses", () => {
+    const legs: LegRecord[] = [];
+    const table = new FlowTable({ leg: (r) => legs.push(r), translation: () => {} });
+    const p = new Packet();
+    const inner = bytes(
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 8, 0],
+      ipv4(6, "10.244.1.5", "10.244.2.7", 20),
+      tcp(45000, 8080, TCP_SYN),
+    );
+    const vx = bytes([0x08, 0, 0, 0, 0, 0, 1, 0], inner);
+    decodePacket(
+      p,
+      bytes(ipv4(17, "192.168.0.1", "192.168.0.2", 8 + vx.length), udp(5555, 8472, vx.length), vx),
+      LINKTYPE_RAW,
+    );
+    table.add(p, 1, 0);
+    table.flush();
+    expect(legs).toHaveLength(1);
+    expect(legs[0]).toMatchObject({
+      origIp: "10.244.1.5",
+      respIp: "10.244.2.7",
+      respPort: 8080,
+      tunnel: { kind: "vxlan", outerSrc: "192.168.0.1", outerDst: "192.168.0.2", vni: 1 },
+    });
   });
 });
