@@ -27,6 +27,9 @@ export const affinity = defineCheck({
   description:
     "A client of a ClientIP-affinity Service that reached two endpoints within the affinity timeout.",
   run(ctx: CheckContext): AffinityFinding[] {
+    // Only Services with ClientIP affinity matter: most traces have none, skip the pass.
+    const sources = [...ctx.rulesets.all, ...ctx.inventory.snapshots];
+    if (!sources.some((src) => src.services.some((sp) => sp.affinityTimeout !== null))) return [];
     const state = new Map<string, ClientState>();
     const groups = new Map<string, Group>();
     for (const c of ctx.connections()) {

@@ -78,7 +78,8 @@ function run(db: Db, reader: Db, options: AnalyzeOptions, t0: number): AnalyzeSu
       services,
       rulesets,
       inventory,
-      connections: () => iterateConnections(db) as Iterable<Connection>,
+      connections: (verdicts) =>
+        iterateConnections(db, verdicts === undefined ? {} : { verdicts }) as Iterable<Connection>,
       conntrack: data.conntrack,
       dns: data.dns,
       podEnvs: data.podEnvs,

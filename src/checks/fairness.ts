@@ -7,7 +7,8 @@ import { endpointText, findService, round, serviceRuleLines } from "./util.js";
 type FairnessFinding = Extract<Finding, { check: "fairness" }>;
 
 /** Verdicts where the kernel's choice of endpoint is known and was one of the candidates. */
-const CHOSEN = new Set(["consistent", "blackholed", "refused", "vip-inferred"]);
+const CHOSEN_LIST = ["consistent", "blackholed", "refused", "vip-inferred"] as const;
+const CHOSEN = new Set<string>(CHOSEN_LIST);
 
 interface Group {
   service: string;
@@ -21,7 +22,7 @@ interface Group {
 
 function trafficFairness(ctx: CheckContext): FairnessFinding[] {
   const groups = new Map<string, Group>();
-  for (const c of ctx.connections()) {
+  for (const c of ctx.connections(CHOSEN_LIST)) {
     if (!CHOSEN.has(c.verdict) || c.endpoint === null || c.service === null || c.node === null) {
       continue;
     }

@@ -23,8 +23,7 @@ export const noEndpoints = defineCheck({
     "Connections the rules reject or drop, and whether the clients saw the RST or ICMP unreachable the rules imply.",
   run(ctx: CheckContext): NoEndpointsFinding[] {
     const groups = new Map<string, Group>();
-    for (const c of ctx.connections()) {
-      if (c.verdict !== "rejected" && c.verdict !== "dropped") continue;
+    for (const c of ctx.connections(["rejected", "dropped"])) {
       if (c.service === null) continue;
       const key = `${c.service}|${c.node ?? ""}`;
       let g = groups.get(key);

@@ -3,6 +3,8 @@ import type { CheckContext, Finding } from "./types.js";
 import { defineCheck } from "./types.js";
 import { findService } from "./util.js";
 
+const WIRE_VERDICTS = ["consistent", "blackholed", "refused", "vip-inferred", "unjudged"] as const;
+
 type SanityFinding = Extract<Finding, { check: "sanity" }>;
 
 function duplicateVips(ctx: CheckContext, out: SanityFinding[]): void {
@@ -81,8 +83,10 @@ function missingMasquerade(ctx: CheckContext, out: SanityFinding[]): void {
     }
   }
   // On the wire: external clients through a NodePort/external VIP forwarded to another node
-  // without SNAT.
-  for (const c of ctx.connections()) {
+  // without SNAT (no NodePorts: no such traffic, skip the pass).
+  const sources = [...ctx.rulesets.all, ...ctx.inventory.snapshots];
+  const nodePorts = sources.some((src) => src.services.some((sp) => sp.nodePort !== null));
+  for (const c of nodePorts ? ctx.connections(WIRE_VERDICTS) : []) {
     if (c.service === null || c.node === null || c.endpoint === null || c.snat !== null) continue;
     if (c.hook !== "prerouting" || ctx.services.nodeOfAddress(c.client.ip) !== null) continue;
     if (ctx.services.nodeOfAddress(c.vip.ip) === null) continue; // NodePort only

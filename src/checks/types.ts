@@ -233,8 +233,11 @@ export interface CheckContext {
   services: ServiceIndex;
   rulesets: RuleSetTimeline;
   inventory: InventoryTimeline;
-  /** All connections, ordered by start; may be iterated several times. */
-  connections(): Iterable<Connection>;
+  /**
+   * Connections ordered by start (only those with one of `verdicts` when given); may be called
+   * several times. Each call may read millions of rows: checks call it only when they must.
+   */
+  connections(verdicts?: readonly Connection["verdict"][]): Iterable<Connection>;
   conntrack: readonly ConntrackView[];
   dns: readonly DnsView[];
   podEnvs: readonly PodEnvView[];

@@ -199,6 +199,7 @@ export interface ConnectionFilter {
   service?: string;
   node?: string;
   verdict?: string;
+  verdicts?: readonly string[];
 }
 
 type Row = Record<string, unknown>;
@@ -276,6 +277,10 @@ export function* iterateConnections(
   if (filter.verdict !== undefined) {
     where.push("verdict = ?");
     args.push(filter.verdict);
+  }
+  if (filter.verdicts !== undefined) {
+    where.push(`verdict IN (${filter.verdicts.map(() => "?").join(", ") || "NULL"})`);
+    args.push(...filter.verdicts);
   }
   const sql = `SELECT ${COLUMNS} FROM connections ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY start, id`;
   const memo = new JsonMemo();

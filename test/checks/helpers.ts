@@ -116,7 +116,8 @@ export function context(p: Parts): CheckContext {
     ]),
     rulesets: new RuleSetTimeline(rulesets),
     inventory: new InventoryTimeline(inventory),
-    connections: () => conns,
+    connections: (verdicts) =>
+      verdicts === undefined ? conns : conns.filter((c) => verdicts.includes(c.verdict)),
     conntrack: p.conntrack ?? [],
     dns: p.dns ?? [],
     podEnvs: p.podEnvs ?? [],
