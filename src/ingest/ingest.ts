@@ -17,9 +17,8 @@ import type { Db } from "../store/db.js";
 import { StoreWriter } from "../store/writer.js";
 import { hexPreview, InputError } from "../util/errors.js";
 import { ingestCaptureFile } from "./capture-file.js";
-import { parseConntrackText } from "./conntrack-text.js";
-import { parseKubeJson } from "./kube-json.js";
 import { nodeFromPath, timeFromFileName } from "./naming.js";
+import { conntrackRows, inventoryRows } from "./rows.js";
 import { type InputKind, iptablesFamily, SNIFF_BYTES, sniffInput } from "./sniff.js";
 
 export interface IngestOptions {
@@ -522,14 +521,14 @@ function ingestText(
       break;
     case "conntrack": {
       const takenAt = fileTime ?? undated();
-      for (const row of parseConntrackText(text, path)) {
+      for (const row of conntrackRows(text, path)) {
         writer.addConntrack(inputId, node, takenAt, row);
         result.conntrackEntries++;
       }
       break;
     }
     case "kubernetes-json": {
-      const rows = parseKubeJson(text, path);
+      const rows = inventoryRows(text, path);
       const id = writer.addInventory(inputId, fileTime ?? undated(), path, text);
       for (const s of rows.services) writer.addService(id, s);
       for (const e of rows.endpoints) writer.addEndpoint(id, e);

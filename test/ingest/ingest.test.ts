@@ -131,10 +131,16 @@ describe("ingestPaths: idempotence and atomicity", () => {
       .slice(0, 3)
       .join("\n");
     const bad = join(dir, "n1.conntrack");
-    writeFileSync(bad, `${good}\ntcp      6 118 TIME_WAIT this line is broken\n`);
+    // A line cut short: the original tuple only.
+    writeFileSync(
+      bad,
+      `${good}\ntcp      6 118 TIME_WAIT src=10.0.0.1 dst=10.96.0.10 sport=1 dport=80 mark=0\n`,
+    );
     const s = await ingestPaths(db, [bad]);
     expect(s).toMatchObject({ failed: 1, files: 0 });
-    expect(s.results[0]?.message).toMatch(/n1\.conntrack: line 4: /);
+    expect(s.results[0]?.message).toMatch(
+      /n1\.conntrack: line 4: an entry needs an original and a reply/,
+    );
     expect(snapshot(db)).toEqual(before);
   });
 
