@@ -5,6 +5,7 @@ import {
   type GenNode,
   type GenServicePort,
   generateIptablesRestore,
+  generateIptablesSync,
 } from "../../src/lab/kubeproxy-gen.js";
 
 const isRoot = process.getuid?.() === 0;
@@ -178,6 +179,37 @@ describe.skipIf(!isRoot || !hasIptables)(
       // Both endpoints answer (the chance that 40 connections miss one is 2^-39).
       expect(new Set(result.answers)).toEqual(new Set(["10.180.0.1", "10.180.0.11"]));
       expect(result.rejected).toBe("ECONNREFUSED");
+    });
+
+    it("a partial sync applied with --noflush leaves the kernel with the rules of a full restore", () => {
+      const before = [everything[0] as GenServicePort, everything[3] as GenServicePort];
+      const after = [
+        // svc1 loses an endpoint, svc5 is gone, a new Service appears.
+        {
+          ...(everything[0] as GenServicePort),
+          endpoints: (everything[0] as GenServicePort).endpoints.slice(1),
+        },
+        svc("ns9", "svc9", "172.30.0.49", { endpoints: [ep("10.180.0.99")] }),
+      ];
+      const save = () =>
+        inNs("iptables-save", [])
+          .split("\n")
+          .filter(
+            (l) =>
+              l.startsWith("-A ") || (l.startsWith(":") && !l.startsWith(":KUBE-PROXY-CANARY")),
+          )
+          .map((l) => l.replace(/ \[\d+:\d+\]$/, ""))
+          .sort();
+      inNs("iptables-restore", [], generateIptablesRestore(before, node));
+      inNs(
+        "iptables-restore",
+        ["--noflush"],
+        generateIptablesSync(after, before, node, {}, { mode: "partial" }),
+      );
+      const synced = save();
+      inNs("iptables-restore", [], generateIptablesRestore(after, node));
+      expect(synced).toEqual(save());
+      expect(synced.some((l) => l.includes("10.180.0.99"))).toBe(true);
     });
 
     it("ip6tables-restore accepts an IPv6 rule set", () => {

@@ -8,6 +8,7 @@ import {
   type GenNode,
   type GenServicePort,
   generateIptablesRestore,
+  generateIptablesSync,
   portProtoHash,
 } from "../../src/lab/kubeproxy-gen.js";
 
@@ -30,6 +31,11 @@ function parseDump(text: string): Dump {
       dump.set(line.slice(1), table);
     } else if (line.startsWith(":")) {
       table?.set(line.slice(1).split(" ")[0] ?? "", []);
+    } else if (line.startsWith("-X ")) {
+      // Chain deletions (partial restores) are kept under a key no chain can have.
+      const deletions = table?.get("-X") ?? [];
+      deletions.push(line.slice(3));
+      table?.set("-X", deletions);
     } else if (line.startsWith("-A ")) {
       const rest = line.slice(3);
       const space = rest.indexOf(" ");
@@ -172,6 +178,93 @@ describe.skipIf(refDir === undefined)("generateIptablesRestore against upstream 
     ]);
   });
 });
+
+describe.skipIf(refDir === undefined)(
+  "generateIptablesSync against upstream's partial restores",
+  () => {
+    // TestSyncProxyRulesRepeated (04-…): one sync per step, each a --noflush restore.
+    const node04: GenNode = {
+      name: "test-node",
+      nodeIPs: ["192.168.0.2"],
+      clusterCIDR: "10.0.0.0/8",
+    };
+    const svc1 = svc("ns1", "svc1", "172.30.0.41", { endpoints: [ep("10.0.1.1")] });
+    const svc2 = svc("ns2", "svc2", "172.30.0.42", {
+      portName: "p8080",
+      port: 8080,
+      endpoints: [{ ...ep("10.0.2.1"), port: 8080 }],
+    });
+    const svc3 = (...ips: string[]) =>
+      svc("ns3", "svc3", "172.30.0.43", { endpoints: ips.map((ip) => ep(ip)) });
+    const svc4 = (...ips: string[]) =>
+      svc("ns4", "svc4", "172.30.0.44", { endpoints: ips.map((ip) => ep(ip)) });
+    const states: GenServicePort[][] = [
+      [svc1, svc2],
+      [svc1, svc2, svc3("10.0.3.1")],
+      [svc1, svc3("10.0.3.1")],
+      [svc1, svc3("10.0.3.1"), svc4()],
+      [svc1, svc3("10.0.3.1"), svc4("10.0.4.1")],
+      [svc1, svc3("10.0.3.2"), svc4("10.0.4.1")],
+      [svc1, svc3("10.0.3.2", "10.0.3.3"), svc4("10.0.4.1")],
+    ];
+    const blocks = (): Map<number, string> => {
+      const text = readFileSync(
+        join(refDir as string, "04-TestSyncProxyRulesRepeated-partial-restores.txt"),
+        "utf8",
+      );
+      const out = new Map<number, string>();
+      let step = -1;
+      for (const line of text.split("\n")) {
+        const m = /^# ---- step (\d+):/.exec(line);
+        if (m) step = Number(m[1]);
+        else if (step >= 0) out.set(step, `${out.get(step) ?? ""}${line}\n`);
+      }
+      return out;
+    };
+    const compareTables = (label: string, expectedText: string, actualText: string) => {
+      const expected = parseDump(expectedText);
+      const actual = parseDump(actualText);
+      // Later steps omit the filter table where it is identical: compare what the reference has.
+      for (const [table, chains] of expected) {
+        const got = actual.get(table) ?? new Map<string, string[]>();
+        expect([...got.keys()].sort(), `${label} ${table} chains`).toEqual(
+          [...chains.keys()].sort(),
+        );
+        for (const [chain, rules] of chains) {
+          const mine = got.get(chain) ?? [];
+          // Deletions are a set; rules keep their order.
+          if (chain === "-X")
+            expect([...mine].sort(), `${label} ${table} -X`).toEqual([...rules].sort());
+          else expect(mine, `${label} ${table} ${chain}`).toEqual(rules);
+        }
+      }
+    };
+    const options = { nfacct: true, masqueradeMark: "0x4000", randomFully: false };
+
+    for (const step of [2, 3, 4, 5, 6, 7]) {
+      it(`step ${step}: a partial sync rewrites only the changed Services and deletes stale chains`, () => {
+        const text = generateIptablesSync(
+          states[step - 1] as GenServicePort[],
+          states[step - 2] as GenServicePort[],
+          node04,
+          {},
+          {
+            ...options,
+            mode: "partial",
+          },
+        );
+        compareTables(`step ${step}`, blocks().get(step) ?? "", text);
+      });
+    }
+
+    it("step 9: the full resync after a failed partial restore rewrites everything and deletes svc4", () => {
+      const before = states[6] as GenServicePort[];
+      const after = before.filter((p) => p.name !== "svc4");
+      const text = generateIptablesSync(after, before, node04, {}, { ...options, mode: "full" });
+      compareTables("step 9", blocks().get(9) ?? "", text);
+    });
+  },
+);
 
 describe("generateIptablesRestore", () => {
   const three = svc("ns", "web", "10.96.0.10", {
