@@ -89,6 +89,11 @@ export interface CompiledRuleSet {
   unmodelled: UnmodelledItem[];
   /** Rules with option values we could not read (kept as unmodelled too). */
   problems: Array<{ line: number; problem: string }>;
+  /**
+   * A jump/goto cycle reachable from a built-in chain, as "table: A → B → A" with the line of
+   * the rule that closes it; null when there is none. The kernel refuses such rule sets.
+   */
+  loop: { text: string; line: number } | null;
 }
 
 const BUILTIN: Record<string, string[]> = {
@@ -140,6 +145,7 @@ export function compileRuleSet(rs: RuleSet, options: CompileOptions = {}): Compi
     rules: [],
     unmodelled: [],
     problems: [],
+    loop: null,
   };
   // First create every chain so jumps can be resolved in any order.
   for (const [tname, table] of rs.tables) {
@@ -203,7 +209,45 @@ export function compileRuleSet(rs: RuleSet, options: CompileOptions = {}): Compi
       if (indexes && cchain.rules.length >= INDEX_MIN_RULES) cchain.index = buildIndex(cchain);
     }
   }
+  out.loop = findLoop(out.tables);
   return out;
+}
+
+/** Depth-first search of the jump graph from every built-in chain. */
+function findLoop(
+  tables: Map<TableName, Map<string, CChain>>,
+): { text: string; line: number } | null {
+  for (const [tname, chains] of tables) {
+    const state = new Map<CChain, 1 | 2>();
+    const stack: CChain[] = [];
+    const visit = (c: CChain): { text: string; line: number } | null => {
+      state.set(c, 1);
+      stack.push(c);
+      for (const r of c.rules) {
+        const tg = r.target;
+        if (tg.kind !== "jump" && tg.kind !== "goto") continue;
+        const seen = state.get(tg.chain);
+        if (seen === 1) {
+          const from = stack.indexOf(tg.chain);
+          const names = [...stack.slice(from), tg.chain].map((x) => x.name);
+          return { text: `${tname}: ${names.join(" → ")}`, line: r.rule.line };
+        }
+        if (seen === undefined) {
+          const found = visit(tg.chain);
+          if (found !== null) return found;
+        }
+      }
+      stack.pop();
+      state.set(c, 2);
+      return null;
+    };
+    for (const c of chains.values()) {
+      if (!c.builtin || state.has(c)) continue;
+      const found = visit(c);
+      if (found !== null) return found;
+    }
+  }
+  return null;
 }
 
 function buildIndex(chain: CChain): DispatchIndex | null {

@@ -41,6 +41,8 @@ import type {
 } from "./types.js";
 
 const MAX_DEPTH = 128;
+/** Rules one path may examine: a guard, since looping rule sets are refused up front. */
+const MAX_STEPS = 1_000_000;
 
 /** The node context turned into numbers once, for many packets. */
 export function compileContext(ctx: NodeContext): CompiledContext {
@@ -93,9 +95,17 @@ export class Simulator {
   readonly compiled: CompiledRuleSet;
   private readonly ctx: CompiledContext;
   private readonly pipes: Pipelines;
+  private limit = 100_000;
 
   constructor(rules: RuleSet | CompiledRuleSet, ctx: NodeContext) {
     this.compiled = "steps" in rules ? rules : compileRuleSet(rules);
+    const loop = this.compiled.loop;
+    if (loop !== null) {
+      throw new InputError(`chain loop ${loop.text}: the kernel refuses this rule set`, {
+        file: this.compiled.source,
+        line: loop.line,
+      });
+    }
     this.ctx = compileContext(ctx);
     const st = (table: TableName, chain: string): Stage => ({
       table,
@@ -165,6 +175,7 @@ export class Simulator {
   trace(packet: SimPacket, options: SimOptions = {}): SimResult {
     const t0 = this.initialThread(packet, options);
     const max = options.maxOutcomes ?? 100_000;
+    this.limit = max;
     const work: Thread[] = [t0];
     const finished: Thread[] = [];
     while (work.length > 0) {
@@ -279,6 +290,12 @@ export class Simulator {
         continue;
       }
       const rule = chain.rules[pos]!;
+      if (++t.steps > MAX_STEPS) {
+        throw new InputError(
+          `a packet went through more than ${MAX_STEPS} rules (last in ${chain.name})`,
+          { file: this.compiled.source, line: rule.rule.line },
+        );
+      }
       let unknown = -1;
       let matched = true;
       const conds = rule.conds;
@@ -310,6 +327,11 @@ export class Simulator {
           if (other.prob > 0 || t.upstream) work.push(other);
           t.prob *= p;
         }
+      }
+      if (work.length > this.limit) {
+        throw new SvctraceError(
+          `${this.compiled.source}: more than ${this.limit} outcomes for one packet (line ${rule.rule.line} branches again); raise maxOutcomes`,
+        );
       }
       t.path.push(rule.stepIndex);
       this.applyTarget(t, rule, work);

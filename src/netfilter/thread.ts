@@ -109,6 +109,8 @@ export class Thread {
   filterDecidedBy: "rule" | "policy" = "policy";
   rejectWith: string | null = null;
   done = false;
+  /** Rules examined so far on this path (loop guard). */
+  steps = 0;
 
   clone(): Thread {
     const t = new Thread();
@@ -162,6 +164,7 @@ export class Thread {
     t.filterDecidedBy = this.filterDecidedBy;
     t.rejectWith = this.rejectWith;
     t.done = this.done;
+    t.steps = this.steps;
     return t;
   }
 }

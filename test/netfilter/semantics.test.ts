@@ -288,3 +288,26 @@ describe("targets and matches", () => {
     );
   });
 });
+
+describe("limits", () => {
+  it("a jump loop is refused as the kernel refuses it, naming the chains and line", () => {
+    const text = table(
+      "filter",
+      [...FILTER, ":A - [0:0]", ":B - [0:0]"],
+      ["-A FORWARD -j A", "-A A -j B", "-A B -g A"],
+    );
+    expect(() => sim(text)).toThrow("inline: line 9: chain loop filter: A → B → A");
+  });
+
+  it("runaway branching stops with an error instead of exhausting memory", () => {
+    const rules = Array.from(
+      { length: 30 },
+      (_, i) =>
+        `-A FORWARD -m statistic --mode random --probability 0.5 -j MARK --set-mark ${i + 1}`,
+    );
+    const s = sim(table("filter", FILTER, rules));
+    expect(() => s.trace(tcp("10.0.0.1", "10.0.0.2", 80), { maxOutcomes: 1000 })).toThrow(
+      /more than 1000 outcomes/,
+    );
+  });
+});
