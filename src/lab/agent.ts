@@ -52,6 +52,8 @@ async function main(): Promise<void> {
       sport: sport === "random" ? null : Number(sport),
       bind: opts.get("bind")?.[0] ?? null,
       timeoutMs: Number(one(opts, "timeout", "1000")),
+      // A marker line before the records: `lab run` waits for it before its next step.
+      onStart: () => process.stdout.write("#started\n"),
     });
     process.stdout.write(records.map((r) => `${JSON.stringify(r)}\n`).join(""));
     return;

@@ -407,12 +407,25 @@ class LabRunner {
   private async step(i: number, step: Scenario["steps"][number]): Promise<void> {
     switch (step.kind) {
       case "traffic": {
-        const work = this.sendTraffic(i, step);
+        let started: () => void = () => {};
+        const startedPromise = new Promise<void>((resolve) => {
+          started = resolve;
+        });
+        const work = this.sendTraffic(i, step, started);
         if (step.background) {
           // Handled here so a failing background step cannot crash the process (and skip the
           // teardown) while a later step runs; the final Promise.all still sees the failure.
           work.catch(() => {});
           this.background.push(work);
+          // Go on only once the client really sends: a client process starting slowly on a
+          // busy machine must not let the next steps overtake its traffic.
+          await Promise.race([
+            startedPromise,
+            work.then(
+              () => {},
+              () => {},
+            ),
+          ]);
         } else await work;
         return;
       }
@@ -485,7 +498,7 @@ class LabRunner {
     }
   }
 
-  private async sendTraffic(i: number, t: TrafficStep): Promise<void> {
+  private async sendTraffic(i: number, t: TrafficStep, started: () => void): Promise<void> {
     const client = this.scn.clients.find((c) => c.name === t.from);
     if (!client) throw new Error(`no client ${t.from}`);
     const ns = this.ns("client", client.name);
@@ -523,17 +536,19 @@ class LabRunner {
     child.stderr?.setEncoding("utf8");
     child.stdout?.on("data", (c: string) => {
       stdout += c;
+      if (stdout.startsWith("#started")) started();
     });
     child.stderr?.on("data", (c: string) => {
       stderr += c;
     });
     const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    started();
     this.children.delete(child);
     this.checkInterrupted();
     if (code !== 0) throw new Error(`traffic step ${i + 1} failed (${code}): ${stderr.trim()}`);
     const records = stdout
       .split("\n")
-      .filter((l) => l.trim() !== "")
+      .filter((l) => l.trim() !== "" && !l.startsWith("#"))
       .map((l) => JSON.parse(l) as SendRecord);
     this.traffic.push({ step: i, traffic: t, records });
   }

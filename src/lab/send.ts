@@ -20,6 +20,8 @@ export interface SendOptions {
   /** The client's own address to bind (so records name it rather than 0.0.0.0). */
   bind: string | null;
   timeoutMs: number;
+  /** Called once the first request is on its way (the lab waits for it before going on). */
+  onStart?: () => void;
 }
 
 /** One request as the client saw it. Times are epoch seconds with sub-millisecond digits. */
@@ -114,7 +116,9 @@ async function runTcp(opts: SendOptions): Promise<SendRecord[]> {
     const out: SendRecord[] = [];
     for (let seq = 0; seq < opts.count; seq++) {
       await sleep(t0 + seq * interval - performance.now());
-      out.push(await tcpOnce(opts, seq));
+      const next = tcpOnce(opts, seq);
+      if (seq === 0) opts.onStart?.();
+      out.push(await next);
     }
     return out;
   }
@@ -122,6 +126,7 @@ async function runTcp(opts: SendOptions): Promise<SendRecord[]> {
   for (let seq = 0; seq < opts.count; seq++) {
     await sleep(t0 + seq * interval - performance.now());
     pending.push(tcpOnce(opts, seq));
+    if (seq === 0) opts.onStart?.();
   }
   return Promise.all(pending);
 }
@@ -214,6 +219,7 @@ async function runUdp(opts: SendOptions): Promise<SendRecord[]> {
   for (let seq = 0; seq < opts.count; seq++) {
     await sleep(t0 + seq * interval - performance.now());
     pending.push(one(seq));
+    if (seq === 0) opts.onStart?.();
   }
   await Promise.all(pending);
   shared?.close();
