@@ -13,6 +13,7 @@ import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import { gunzipSync } from "node:zlib";
 import { parseIptablesSave } from "../rules/iptables-save.js";
+import { looksLikePodEnv, podEnvDocument } from "../rules/pod-env.js";
 import type { Db } from "../store/db.js";
 import { StoreWriter } from "../store/writer.js";
 import { hexPreview, InputError } from "../util/errors.js";
@@ -22,6 +23,10 @@ import { conntrackRows, inventoryRows } from "./rows.js";
 import { type InputKind, iptablesFamily, SNIFF_BYTES, sniffInput } from "./sniff.js";
 
 export interface IngestOptions {
+  /** Every input is a pod's `env` dump for this pod ("ns/name"); see src/rules/pod-env.ts. */
+  pod?: string;
+  /** When that pod started (its env was fixed then), epoch seconds. */
+  startedAt?: number;
   /** Node of every input (else derived from the path, see naming.ts). */
   node?: string;
   /** Time of every snapshot input (rule dumps, conntrack, inventory), overriding headers. */
@@ -308,6 +313,10 @@ async function ingestOne(
 ): Promise<FileResult> {
   const { path } = file;
   const sniffed = sniffInput(readHeadBytes(path, SNIFF_BYTES));
+  // Pod env dumps (`kubectl exec POD -- env`) for the env-discovery check: src/rules/pod-env.ts.
+  if (options.pod !== undefined || (sniffed === null && looksLikePodEnv(readHeadText(path)))) {
+    return ingestPodEnv(writer, file, options);
+  }
   if (sniffed === null) {
     const why =
       file.size === 0
@@ -389,6 +398,48 @@ async function ingestOne(
   } finally {
     pending?.cancel();
   }
+  return result;
+}
+
+function readHeadText(path: string): string {
+  return Buffer.from(readHeadBytes(path, SNIFF_BYTES)).toString("utf8");
+}
+
+function ingestPodEnv(writer: StoreWriter, file: PlannedFile, options: IngestOptions): FileResult {
+  const source = resolve(file.path);
+  const raw = readFileSync(file.path, "utf8");
+  const doc = podEnvDocument(raw, file.path, options.pod ?? null, options.startedAt ?? null);
+  const sha256 = createHash("sha256").update(raw).digest("hex");
+  const identity = `${sha256} pod-env ${doc.env.pod ?? "-"}`;
+  const previous = writer.findInput(identity);
+  if (previous !== undefined) {
+    return emptyResult(
+      file.path,
+      null,
+      null,
+      "duplicate",
+      `already in the database (${previous.path})`,
+    );
+  }
+  writer.begin();
+  try {
+    const inputId = writer.addInput({
+      identity,
+      sha256,
+      path: source,
+      kind: "pod-env",
+      node: null,
+      size: file.size,
+      takenAt: doc.env.startedAt,
+    });
+    writer.addDocument(inputId, "pod-env", doc.env.pod, doc.env.startedAt, source, doc.text);
+    writer.commit();
+  } catch (error) {
+    writer.rollback();
+    throw error;
+  }
+  const result = emptyResult(file.path, null, null, "ingested", null);
+  result.bytes = file.size;
   return result;
 }
 

@@ -75,3 +75,37 @@ export function looksLikePodEnv(text: string): boolean {
   const ok = lines.filter((l) => NAME.test(l)).length;
   return ok / lines.length >= 0.75 && /^[A-Z0-9_]+_SERVICE_HOST=/m.test(text);
 }
+
+/**
+ * The text stored for a pod's env dump: the dump with `# pod:` / `# started-at:` header lines
+ * set from the command line (`svctrace ingest --pod NS/NAME [--started-at T]`), which win over
+ * headers already in the file. Throws InputError when the result is not an env dump.
+ */
+export function podEnvDocument(
+  text: string,
+  source: string,
+  pod: string | null,
+  startedAt: number | null,
+): { text: string; env: PodEnv } {
+  const env = parsePodEnv(text, source);
+  if (pod !== null) {
+    if (!/^[^/\s]+\/[^/\s]+$/.test(pod)) {
+      throw new InputError(`--pod must be NAMESPACE/NAME, got ${quoteInput(pod)}`);
+    }
+    env.pod = pod;
+  }
+  if (startedAt !== null) env.startedAt = startedAt;
+  if (env.pod === null) {
+    throw new InputError("a pod env dump needs its pod: give --pod NAMESPACE/NAME", {
+      file: source,
+    });
+  }
+  const header = [`# pod: ${env.pod}`];
+  if (env.startedAt !== null)
+    header.push(`# started-at: ${new Date(env.startedAt * 1000).toISOString()}`);
+  const body = text
+    .split("\n")
+    .filter((l) => !/^#\s*(pod|started-at)\s*:/i.test(l))
+    .join("\n");
+  return { text: `${header.join("\n")}\n${body}`, env };
+}

@@ -13,6 +13,8 @@ interface IngestCliOptions {
   db: string;
   node?: string;
   takenAt?: string;
+  pod?: string;
+  startedAt?: string;
   udpIdleTimeout?: string;
   json?: boolean;
 }
@@ -156,6 +158,11 @@ export function registerIngest(program: Command): void {
       "time of rule dumps, conntrack and inventory snapshots (ISO 8601 or epoch seconds)",
     )
     .option("--udp-idle-timeout <seconds>", "a UDP leg idle this long ends (default 120)")
+    .option(
+      "--pod <ns/name>",
+      "the inputs are this pod's `env` dumps (for the env-discovery check)",
+    )
+    .option("--started-at <time>", "with --pod: when the pod started (ISO 8601 or epoch seconds)")
     .option("--json", "print the summary as one JSON object")
     .action(async (paths: string[], opts: IngestCliOptions) => {
       const options: IngestOptions = {};
@@ -164,6 +171,11 @@ export function registerIngest(program: Command): void {
         options.node = opts.node;
       }
       if (opts.takenAt !== undefined) options.takenAt = parseTakenAt(opts.takenAt);
+      if (opts.pod !== undefined) options.pod = opts.pod;
+      if (opts.startedAt !== undefined) {
+        if (opts.pod === undefined) throw new UsageError("--started-at needs --pod");
+        options.startedAt = parseTakenAt(opts.startedAt);
+      }
       if (opts.udpIdleTimeout !== undefined) {
         const n = Number(opts.udpIdleTimeout);
         if (!(n > 0))
