@@ -173,7 +173,10 @@ function bytesEq(a: Uint8Array | null, b: Uint8Array | null): boolean {
 }
 
 export class FlowTable {
-  private readonly buckets = new Map<number, Leg>();
+  // Chained hash table: bucket heads in a plain array (a Map rehashes and reallocates its whole
+  // table as legs come and go; unlinking from a chain costs nothing).
+  private buckets: (Leg | null)[] = filledArray(1 << 12);
+  private bucketMask = (1 << 12) - 1;
   private readonly heads: (Leg | null)[] = [null, null, null];
   private readonly tails: (Leg | null)[] = [null, null, null];
   private readonly timeouts: number[];
@@ -359,10 +362,15 @@ export class FlowTable {
   }
 
   private find(h: number, ifId: number): Leg | null {
-    let leg = this.buckets.get(h) ?? null;
+    let leg = this.buckets[h & this.bucketMask] ?? null;
     const v4 = this.kVer === 4;
     while (leg !== null) {
-      if (leg.ifId === ifId && leg.proto === this.kProto && leg.ver === this.kVer) {
+      if (
+        leg.hash === h &&
+        leg.ifId === ifId &&
+        leg.proto === this.kProto &&
+        leg.ver === this.kVer
+      ) {
         if (v4) {
           if (
             leg.o4 === this.kSrc4 &&
@@ -431,10 +439,32 @@ export class FlowTable {
         vni: p.vni >= 0 ? p.vni : null,
       };
     }
-    leg.bucketNext = this.buckets.get(h) ?? null;
-    this.buckets.set(h, leg);
+    if (this.live >= this.buckets.length) this.grow();
+    const b = h & this.bucketMask;
+    leg.bucketNext = this.buckets[b] ?? null;
+    this.buckets[b] = leg;
     this.live++;
     return leg;
+  }
+
+  /** Double the bucket array when legs outnumber buckets (never shrinks: bounded by the peak). */
+  private grow(): void {
+    const old = this.buckets;
+    const size = old.length * 2;
+    const buckets = filledArray(size);
+    const mask = size - 1;
+    for (let i = 0; i < old.length; i++) {
+      let leg = old[i] ?? null;
+      while (leg !== null) {
+        const next = leg.bucketNext;
+        const b = leg.hash & mask;
+        leg.bucketNext = buckets[b] ?? null;
+        buckets[b] = leg;
+        leg = next;
+      }
+    }
+    this.buckets = buckets;
+    this.bucketMask = mask;
   }
 
   private flip(leg: Leg): void {
@@ -558,10 +588,10 @@ export class FlowTable {
     leg.closed = true;
     if (leg.list >= 0) this.unlink(leg);
     // Unchain from its hash bucket.
-    const head = this.buckets.get(leg.hash) ?? null;
+    const b = leg.hash & this.bucketMask;
+    const head = this.buckets[b] ?? null;
     if (head === leg) {
-      if (leg.bucketNext === null) this.buckets.delete(leg.hash);
-      else this.buckets.set(leg.hash, leg.bucketNext);
+      this.buckets[b] = leg.bucketNext;
     } else {
       let l = head;
       while (l !== null && l.bucketNext !== leg) l = l.bucketNext;
