@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EnvironmentError } from "../util/errors.js";
@@ -131,6 +132,24 @@ export function agentEntryPoint(): string {
   throw new EnvironmentError(
     `the svctrace lab agent is not built (looked for ${sibling} and ${built}); run npm run build`,
   );
+}
+
+/**
+ * A private copy of the built agent for one run. dist/ is shared: a rebuild in the middle of a
+ * run (another terminal, a test's global setup) would otherwise pull the files from under the
+ * pods' servers. The agent is three small ES modules with no dependencies.
+ */
+export function privateAgent(): { path: string; cleanup: () => void } {
+  const source = dirname(agentEntryPoint());
+  const dir = mkdtempSync(join(tmpdir(), "svctrace-agent-"));
+  for (const file of ["agent.js", "send.js", "serve.js"]) {
+    copyFileSync(join(source, file), join(dir, file));
+  }
+  writeFileSync(join(dir, "package.json"), '{"type":"module"}\n');
+  return {
+    path: join(dir, "agent.js"),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 export function sleep(ms: number): Promise<void> {

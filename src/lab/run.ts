@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { UsageError } from "../util/errors.js";
 import { ctTranslation, parseConntrackList } from "./conntrack.js";
 import {
-  agentEntryPoint,
   checkLabEnvironment,
   inNs,
   LabCommandError,
   must,
+  privateAgent,
   run,
   sleep,
   spawnInNs,
@@ -134,6 +134,7 @@ export async function runLab(opts: LabRunOptions): Promise<LabRunResult> {
     return await runner.run();
   } finally {
     runner.killChildren();
+    runner.agent.cleanup();
     await deleteNamespaces(allNamespaces(namespaceNames(opts.scenario, opts.prefix)));
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -162,6 +163,7 @@ class LabRunner {
   private readonly background: Promise<void>[] = [];
   private readonly warnings: string[] = [];
   private lastStamp = 0;
+  readonly agent = privateAgent();
 
   constructor(private readonly opts: LabRunOptions) {
     this.scn = opts.scenario;
@@ -255,7 +257,7 @@ class LabRunner {
   // ---- servers ------------------------------------------------------------------------------
 
   private async startServers(): Promise<void> {
-    const cli = agentEntryPoint();
+    const cli = this.agent.path;
     const ready: Promise<void>[] = [];
     for (const pod of this.scn.pods) {
       if (!pod.server || pod.unreachable) continue;
@@ -511,7 +513,7 @@ class LabRunner {
     );
     const argv = [
       process.execPath,
-      agentEntryPoint(),
+      this.agent.path,
       "send",
       "--proto",
       t.protocol.toLowerCase(),
