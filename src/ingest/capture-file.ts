@@ -114,15 +114,15 @@ export async function ingestCaptureFile(
   let lastSll2 = -1;
   let unsupportedLinkType = 0;
   let packets = 0;
-  let firstTs: number | null = null;
-  let lastTs: number | null = null;
+  // [first, last] in a typed array: a double in a closure variable is a heap box per write.
+  const tsBounds = Float64Array.of(Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY);
   let dnsFailures = 0;
 
   const onRecord = (rec: CaptureRecord): void => {
     packets++;
     const ts = rec.tsSec + rec.tsNsec / 1e9;
-    if (firstTs === null || ts < firstTs) firstTs = ts;
-    if (lastTs === null || ts > lastTs) lastTs = ts;
+    if (ts < tsBounds[0]!) tsBounds[0] = ts;
+    if (ts > tsBounds[1]!) tsBounds[1] = ts;
     if (!SUPPORTED_LINK_TYPES.has(rec.linkType)) {
       unsupportedLinkType++;
       return;
@@ -187,8 +187,8 @@ export async function ingestCaptureFile(
     linkTypes: summary.linkTypes,
     packets,
     bytes: summary.bytes,
-    firstTs,
-    lastTs,
+    firstTs: packets > 0 ? tsBounds[0]! : null,
+    lastTs: packets > 0 ? tsBounds[1]! : null,
     anomalies,
     warnings: summary.warnings,
     legs,
