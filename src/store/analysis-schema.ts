@@ -343,5 +343,10 @@ export function listFindings(db: Db, filter: FindingFilter = {}): StoredFinding[
 
 /** Has `analyze` run on this database? */
 export function hasAnalysis(db: Db): boolean {
+  // A database opened read-only is not migrated: it may predate these tables.
+  const table = db
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'analysis_runs'")
+    .get();
+  if (table === undefined) return false;
   return (db.prepare("SELECT count(*) AS n FROM analysis_runs").get() as { n: number }).n > 0;
 }
