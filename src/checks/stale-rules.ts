@@ -59,7 +59,7 @@ function removedStillPresent(ctx: CheckContext, out: StaleFinding[], done: Set<s
         node,
         from: first.takenAt,
         to: last.takenAt,
-        summary: `${node} still had rules for ${what} ${Math.round(first.takenAt - r.removedAt)}s after it was removed (${stale.length} dump(s)); kube-proxy on ${node} is not syncing — check its logs and restart it.`,
+        summary: `${node} still had rules for ${what} in ${stale.length} dump(s) up to ${(last.takenAt - r.removedAt).toFixed(1)}s after it was removed, while the control plane${r.source === "rules" ? " and other nodes" : ""} had dropped it; kube-proxy on ${node} is not syncing — check its logs and restart it.`,
         evidence: {
           kind: r.endpoint === null ? "removed-service" : "removed-endpoint",
           removedAt: r.removedAt,
