@@ -236,6 +236,18 @@ describe("header, family, flavour", () => {
   });
 });
 
+describe("tokenizer edge cases", () => {
+  it("a trailing backslash inside an open quote is an unterminated quote, not a hang", () => {
+    expect(() =>
+      parseIptablesSave('*nat\n:X - [0:0]\n-A X -m comment --comment "abc\\\nCOMMIT\n', {
+        source: "t",
+      }),
+    ).toThrow(/line 3: unterminated quote/);
+    const r = one('-A X -m comment --comment a"b c"d\\e -j ACCEPT');
+    expect(r.comment).toBe("ab cd\\e");
+  });
+});
+
 describe("errors name the line and quote it", () => {
   const cases: [string, number, string][] = [
     [
