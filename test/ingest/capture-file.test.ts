@@ -1,6 +1,8 @@
 import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { DnsRecord, LegRecord, TranslationRecord } from "../../src/flow/types.js";
 import {
   type CaptureInterfaceInfo,
@@ -9,6 +11,7 @@ import {
   SLL2_IFINDEX_SPAN,
   sniffCaptureFormat,
 } from "../../src/ingest/capture-file.js";
+import { InputError } from "../../src/util/errors.js";
 
 const fixtures = join(resolve(import.meta.dirname, "..", ".."), "test", "fixtures", "captures");
 
@@ -212,4 +215,39 @@ describe("ingestCaptureFile on real captures", () => {
       }
     },
   );
+});
+
+describe("ingestCaptureFile on bad and partial files", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "svt-cap-ingest-"));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const sink = { interfaces() {}, leg() {}, translation() {}, dns() {} };
+
+  it("a file cut short returns what came before the cut, with a warning", async () => {
+    const whole = readFileSync(join(fixtures, "node-any.pcap"));
+    const path = join(tmp, "cut.pcap");
+    writeFileSync(path, whole.subarray(0, whole.length - 50));
+    const s = await ingestCaptureFile(path, sink);
+    expect(s.packets).toBeGreaterThan(100);
+    expect(s.packets).toBeLessThan(161);
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toMatch(/^file cut short at byte offset \d+: \d+ records read/);
+  });
+
+  it("not a capture: InputError naming the file and its first bytes", async () => {
+    const path = join(tmp, "rules.txt");
+    writeFileSync(path, "*nat\n:PREROUTING ACCEPT [0:0]\n");
+    await expect(ingestCaptureFile(path, sink)).rejects.toBeInstanceOf(InputError);
+    await expect(ingestCaptureFile(path, sink)).rejects.toThrow(
+      `${path}: byte offset 0: not a pcap or pcapng capture: first bytes 2a 6e 61 74`,
+    );
+  });
+
+  it("reports progress with bytes read and packets", async () => {
+    const calls: [number, number][] = [];
+    await ingestCaptureFile(join(fixtures, "node-any.pcap"), sink, {
+      onProgress: (b, n) => calls.push([b, n]),
+    });
+    expect(calls.length).toBeGreaterThan(0);
+    expect(calls.at(-1)).toEqual([statSync(join(fixtures, "node-any.pcap")).size, 161]);
+  });
 });
