@@ -92,7 +92,7 @@ export async function readCaptureFile(
   if (format === null) {
     raw.destroy();
     throw new InputError(
-      `not a pcap or pcapng capture${compressed ? " (after gunzip)" : ""}: first bytes ${hexPreview(head) || "(empty file)"}`,
+      `not a pcap or pcapng capture${compressed ? " (after gunzip)" : ""}: first bytes ${hexPreview(head) || (compressed ? "(none: the gzip data does not decompress)" : "(empty file)")}`,
       { file: path, offset: 0 },
     );
   }
@@ -158,8 +158,6 @@ export async function readCaptureFile(
     warnings.push(
       `file cut short at byte offset ${base + start}${compressed ? " (decompressed)" : ""}: ${parser.records} records read, ${leftover} trailing bytes of an incomplete ${format === "pcap" ? "record" : "block"} ignored`,
     );
-  } else if (format === "pcap" && base + end < 24) {
-    warnings.push("file ends inside the pcap file header: no records");
   }
   return {
     format,
