@@ -134,6 +134,11 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
 
   const orderSets = new Map<Table, Set<string>>();
   const noteRuleOrder = (t: Table, chain: string) => {
+    if (t.runs !== undefined) {
+      const last = t.runs[t.runs.length - 1];
+      if (last !== undefined && last[0] === chain) last[1]++;
+      else t.runs.push([chain, 1]);
+    }
     const order = t.ruleOrder ?? [];
     t.ruleOrder = order;
     if (order[order.length - 1] === chain) return;
@@ -206,7 +211,9 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
           chains: new Map(existing.chains),
           ruleOrder: existing.ruleOrder?.slice() ?? [],
         };
+        delete table.runs;
       }
+      if (opt.fresh) table.runs = [];
       if (opt.fresh) table.before = pendingComments;
       else if (existing?.before !== undefined) table.before = existing.before;
       pendingComments = [];
@@ -266,6 +273,7 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
     const chainName = toks[1]?.text;
     // -X checks that nothing jumps to the chain; the index survives runs of -X lines only.
     if (cmd !== "-X" && cmd !== "--delete-chain") refIndex = null;
+    if (cmd !== "-A" && cmd !== "--append") delete table.runs;
 
     switch (cmd) {
       case "-A":
@@ -593,18 +601,36 @@ export function printRuleSet(rs: RuleSet): string {
       done.add(name);
       const c = t.chains.get(name);
       if (c === undefined) return;
-      for (const r of c.rules) {
-        out.push(
-          r.counters === null || r.countersInline === true
-            ? r.raw
-            : `[${r.counters.packets}:${r.counters.bytes}] ${r.raw}`,
-        );
-      }
+      for (const r of c.rules) out.push(ruleLine(r));
     };
-    for (const name of t.ruleOrder ?? []) emit(name);
-    for (const name of t.chains.keys()) emit(name);
+    if (t.runs !== undefined && runsCover(t)) {
+      const next = new Map<string, number>();
+      for (const [name, count] of t.runs) {
+        const c = t.chains.get(name);
+        const from = next.get(name) ?? 0;
+        for (const r of c?.rules.slice(from, from + count) ?? []) out.push(ruleLine(r));
+        next.set(name, from + count);
+      }
+    } else {
+      for (const name of t.ruleOrder ?? []) emit(name);
+      for (const name of t.chains.keys()) emit(name);
+    }
     out.push("COMMIT");
   }
   if (rs.trailer !== undefined) out.push(...rs.trailer);
   return `${out.join("\n")}\n`;
+}
+
+function ruleLine(r: Rule): string {
+  return r.counters === null || r.countersInline === true
+    ? r.raw
+    : `[${r.counters.packets}:${r.counters.bytes}] ${r.raw}`;
+}
+
+/** The runs account for every rule of every chain (no edits since they were recorded). */
+function runsCover(t: Table): boolean {
+  const counts = new Map<string, number>();
+  for (const [name, n] of t.runs ?? []) counts.set(name, (counts.get(name) ?? 0) + n);
+  for (const c of t.chains.values()) if ((counts.get(c.name) ?? 0) !== c.rules.length) return false;
+  return true;
 }

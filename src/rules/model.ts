@@ -82,6 +82,12 @@ export interface Table {
    * always in declaration order). Printing follows it; chains missing from it come after.
    */
   ruleOrder?: string[];
+  /**
+   * The exact sequence of rule blocks in a parsed dump (`[chain, count]`), kept so that input
+   * interleaving chains (`-A A…, -A B…, -A A…`) prints back as written. Dropped when a restore
+   * edits the table; printing then groups rules by chain.
+   */
+  runs?: [string, number][];
 }
 
 export interface RuleSet {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseIptablesSave, printRuleSet } from "../../src/rules/iptables-save.js";
+import { applyRestore, parseIptablesSave, printRuleSet } from "../../src/rules/iptables-save.js";
 import type { Rule, RuleSet } from "../../src/rules/model.js";
 import {
   applyMark,
@@ -300,5 +300,19 @@ describe("helpers", () => {
     expect(parsePortRange("1000:2000")).toEqual([1000, 2000]);
     expect(parsePortRange(":1024")).toEqual([0, 1024]);
     expect(parsePortRange("http")).toBeNull();
+  });
+});
+
+describe("round trip of interleaved input", () => {
+  it("rules of different chains interleaved print back as written; after an edit, grouped by chain", () => {
+    const text =
+      "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n-A INPUT -j A\n-A A -j RETURN\n-A INPUT -j DROP\nCOMMIT\n";
+    const rs = parseIptablesSave(text, { source: "t" });
+    expect(printRuleSet(rs)).toBe(text);
+    const edited = applyRestore(rs, "*filter\n-A A -j ACCEPT\nCOMMIT\n", { source: "e" });
+    expect(printRuleSet(edited)).toBe(
+      "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n-A INPUT -j A\n-A INPUT -j DROP\n-A A -j RETURN\n-A A -j ACCEPT\nCOMMIT\n",
+    );
+    expect(printRuleSet(rs)).toBe(text);
   });
 });
