@@ -179,7 +179,8 @@ export function ruleRef(r: Rule): RuleRef {
 function nameFromComment(comment: string | null): string | null {
   if (comment === null) return null;
   const stripped = comment.replace(NAME_SUFFIX, "");
-  const m = /^([^/\s]+\/[^:\s]+(?::\S+)?)(?: -> \S+)?$/.exec(stripped);
+  // Older kube-proxy wrote unnamed ports as `ns/name:` (and hashed that string).
+  const m = /^([^/\s]+\/[^:\s]+(?::\S*)?)(?: -> \S+)?$/.exec(stripped);
   return m === null ? null : (m[1] as string);
 }
 
@@ -209,7 +210,7 @@ function targetName(r: Rule): string | null {
 }
 
 function splitName(name: string): { namespace: string; service: string; portName: string } | null {
-  const m = /^([^/]+)\/([^:]+)(?::(.+))?$/.exec(name);
+  const m = /^([^/]+)\/([^:]+)(?::(.*))?$/.exec(name);
   if (m === null) return null;
   return { namespace: m[1] as string, service: m[2] as string, portName: m[3] ?? "" };
 }
@@ -366,6 +367,11 @@ export function buildKubeModel(rs: RuleSet, options: KubeModelOptions = {}): Kub
   for (const r of natChain("KUBE-SERVICES")?.rules ?? []) {
     const t = targetName(r);
     if (t === null) continue;
+    if (t === "KUBE-MARK-MASQ" && nameFromComment(r.comment) !== null) {
+      // Older kube-proxy marked off-cluster ClusterIP traffic here, before the SVC jump.
+      used.add(r);
+      continue;
+    }
     if (t === "KUBE-NODEPORTS") {
       used.add(r);
       continue;
@@ -395,6 +401,11 @@ export function buildKubeModel(rs: RuleSet, options: KubeModelOptions = {}): Kub
   for (const r of natChain("KUBE-NODEPORTS")?.rules ?? []) {
     const t = targetName(r);
     if (t === null) continue;
+    if (t === "KUBE-MARK-MASQ") {
+      // Older kube-proxy: masquerade NodePort traffic from 127.0.0.0/8 (route_localnet).
+      used.add(r);
+      continue;
+    }
     const d = draftForChain(t, r.comment, protoOf(r));
     if (d === null) continue;
     used.add(r);
@@ -737,7 +748,14 @@ function readPolicyChain(
       continue;
     }
     if (kind === "XLB" && (t === "KUBE-MARK-DROP" || t === "DROP")) {
+      // "has no local endpoints": external traffic is marked for the filter table to drop.
       used.add(r);
+      d.noEndpoints.push({
+        verdict: "DROP",
+        scope: "external",
+        destination: "KUBE-XLB",
+        rule: ruleRef(r),
+      });
       continue;
     }
     if (kubeChainKind(t) !== "SEP") continue;

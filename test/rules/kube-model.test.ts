@@ -370,3 +370,51 @@ describe("property: effective probabilities sum to 1 per service port", () => {
     );
   });
 });
+
+describe("older kube-proxy chains (KUBE-XLB, KUBE-MARK-DROP, `ns/name:` names)", () => {
+  it("reads an eTP=Local NodePort of kube-proxy ≤1.23 as a person would", () => {
+    // Composed in the shape older kube-proxy wrote (public iptables-save excerpts of v1.2x);
+    // chain names are recomputed from the `ns/name:` service port string those versions hashed.
+    const name = "default/redis-nodeport-local:";
+    const svc = serviceChainName(name, "tcp");
+    const xlb = svc.replace("KUBE-SVC-", "KUBE-XLB-");
+    const sep = endpointChainName(name, "tcp", "10.244.1.7:6379");
+    const text = `*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-MARK-DROP - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:${svc} - [0:0]
+:${xlb} - [0:0]
+:${sep} - [0:0]
+-A KUBE-SERVICES ! -s 10.244.0.0/16 -d 10.0.178.235/32 -p tcp -m comment --comment "${name} cluster IP" -m tcp --dport 6379 -j KUBE-MARK-MASQ
+-A KUBE-SERVICES -d 10.0.178.235/32 -p tcp -m comment --comment "${name} cluster IP" -m tcp --dport 6379 -j ${svc}
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-NODEPORTS -s 127.0.0.0/8 -p tcp -m comment --comment "${name}" -m tcp --dport 30002 -j KUBE-MARK-MASQ
+-A KUBE-NODEPORTS -p tcp -m comment --comment "${name}" -m tcp --dport 30002 -j ${xlb}
+-A KUBE-MARK-DROP -j MARK --set-xmark 0x8000/0x8000
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A ${xlb} -s 10.244.0.0/16 -m comment --comment "Redirect pods trying to reach external loadbalancer VIP to clusterIP" -j ${svc}
+-A ${xlb} -m comment --comment "${name} has no local endpoints" -j KUBE-MARK-DROP
+-A ${svc} -j ${sep}
+-A ${sep} -s 10.244.1.7/32 -j KUBE-MARK-MASQ
+-A ${sep} -p tcp -m tcp -j DNAT --to-destination 10.244.1.7:6379
+COMMIT
+`;
+    const m = buildKubeModel(parseIptablesSave(text, { source: "old" }));
+    const p = port(m, name);
+    expect(summary(p)).toEqual({
+      ...base,
+      clusterIP: "10.0.178.235:6379",
+      nodePorts: [30002],
+      eTP: "Local",
+      masq: "none/local-sources",
+      endpoints: ["10.244.1.7:6379 p=1"],
+      noEndpoints: ["DROP external KUBE-XLB"],
+    });
+    expect(p).toMatchObject({ portName: "", hashVerified: true, chains: { svc, xlb } });
+    expect(p.endpoints[0]?.hashVerified).toBe(true);
+    expect(m.unmodelled).toEqual([]);
+    expect(m.masqueradeMark).toBe("0x4000");
+  });
+});
