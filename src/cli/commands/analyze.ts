@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { analyze } from "../../checks/analyze.js";
+import { type AnalyzeSummary, analyze } from "../../checks/analyze.js";
 import { openDb } from "../../store/db.js";
 import { UsageError } from "../../util/errors.js";
 import { EXIT_FAIL_ON, ExitRequest } from "../exit.js";
@@ -41,6 +41,27 @@ export function failOnHit(
   return counts.error > 0 || (failOn === "warning" && counts.warning > 0);
 }
 
+/** The human summary: connections by verdict, findings by severity, where to look next. */
+export function formatAnalyzeSummary(summary: AnalyzeSummary, dbPath: string): string {
+  const out: string[] = [];
+  const verdicts = Object.entries(summary.verdicts).sort((a, b) => b[1] - a[1]);
+  out.push(
+    `${summary.connections} connection(s) on ${summary.nodes.length} node(s), ${summary.rulesets} rule set(s), in ${summary.seconds.toFixed(2)}s`,
+  );
+  for (const [v, n] of verdicts) out.push(`  ${v.padEnd(20)} ${n}`);
+  const f = summary.findings;
+  out.push(`findings: ${f.error} error(s), ${f.warning} warning(s), ${f.info} info`);
+  for (const [check, n] of Object.entries(summary.byCheck)) out.push(`  ${check.padEnd(20)} ${n}`);
+  for (const w of summary.warnings.slice(0, 10)) out.push(`warning: ${w}`);
+  const next: string[] = [];
+  if (f.error + f.warning > 0) next.push(`svctrace findings --db ${dbPath}`);
+  const odd = verdicts.filter(([v]) => v !== "consistent" && v !== "predicted");
+  if (odd[0] !== undefined) next.push(`svctrace connections --db ${dbPath} --verdict ${odd[0][0]}`);
+  if (next.length === 0) next.push(`svctrace connections --db ${dbPath}`);
+  out.push(`next: ${next.join("   ")}`);
+  return out.join("\n");
+}
+
 export function registerAnalyze(program: Command): void {
   program
     .command("analyze")
@@ -78,25 +99,7 @@ export function registerAnalyze(program: Command): void {
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(summary)}\n`);
       } else {
-        const out: string[] = [];
-        const verdicts = Object.entries(summary.verdicts).sort((a, b) => b[1] - a[1]);
-        out.push(
-          `${summary.connections} connection(s) on ${summary.nodes.length} node(s), ${summary.rulesets} rule set(s), in ${summary.seconds.toFixed(2)}s`,
-        );
-        for (const [v, n] of verdicts) out.push(`  ${v.padEnd(20)} ${n}`);
-        const f = summary.findings;
-        out.push(`findings: ${f.error} error(s), ${f.warning} warning(s), ${f.info} info`);
-        for (const [check, n] of Object.entries(summary.byCheck))
-          out.push(`  ${check.padEnd(20)} ${n}`);
-        for (const w of summary.warnings.slice(0, 10)) out.push(`warning: ${w}`);
-        const next: string[] = [];
-        if (f.error + f.warning > 0) next.push(`svctrace findings --db ${opts.db}`);
-        const odd = verdicts.filter(([v]) => v !== "consistent" && v !== "predicted");
-        if (odd[0] !== undefined)
-          next.push(`svctrace connections --db ${opts.db} --verdict ${odd[0][0]}`);
-        if (next.length === 0) next.push(`svctrace connections --db ${opts.db}`);
-        out.push(`next: ${next.join("   ")}`);
-        process.stdout.write(`${out.join("\n")}\n`);
+        process.stdout.write(`${formatAnalyzeSummary(summary, opts.db)}\n`);
       }
       if (failOnHit(opts.failOn, summary.findings)) throw new ExitRequest(EXIT_FAIL_ON);
     });

@@ -2,9 +2,13 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
+import { analyze } from "../../checks/analyze.js";
+import { listFindings } from "../../store/analysis-schema.js";
 import { openDb } from "../../store/db.js";
 import { countLegs, listLegs } from "../../store/queries.js";
 import { EnvironmentError } from "../../util/errors.js";
+import { formatAnalyzeSummary } from "./analyze.js";
+import { formatFindingHuman } from "./findings.js";
 import { formatSummary, runIngest } from "./ingest.js";
 import { humanLine } from "./legs.js";
 
@@ -50,30 +54,46 @@ export function newestBundle(tracesDir: string): string | null {
   return bundles.at(-1)?.p ?? null;
 }
 
+/**
+ * The bundle `npm start` shows by default: a Service removed mid-trace whose rules one node
+ * kept, the classic "1 in N requests hang after we deleted that Service" — it exercises ingest,
+ * reconstruction and the checks at once. Falls back to the newest bundle if it is missing.
+ */
+export const DEMO_BUNDLE = "03-stale-rules-service-removed";
+
 export function registerDemo(program: Command): void {
   program
     .command("demo")
     .description(
-      "ingest the newest sample bundle under traces/ into a fresh ./svctrace-demo.db and show what is in it",
+      "ingest and analyze a sample bundle from traces/ into a fresh ./svctrace-demo.db and show what svctrace finds",
     )
     .option("--db <file>", "database (deleted and recreated)", "svctrace-demo.db")
-    .option("--bundle <dir>", "a bundle directory instead of the newest under traces/")
+    .option("--bundle <dir>", `a bundle directory instead of traces/${DEMO_BUNDLE}`)
     .action(async (opts: { db: string; bundle?: string }) => {
-      const bundle = opts.bundle ?? newestBundle(join(packageRoot(), "traces"));
+      const traces = join(packageRoot(), "traces");
+      const preferred = join(traces, DEMO_BUNDLE);
+      const bundle =
+        opts.bundle ??
+        (existsSync(join(preferred, "bundle.json")) ? preferred : newestBundle(traces));
       if (bundle === null)
         throw new EnvironmentError("no sample bundle under traces/ (a directory with bundle.json)");
       for (const suffix of ["", "-wal", "-shm"]) rmSync(`${opts.db}${suffix}`, { force: true });
       process.stdout.write(`svctrace demo: ingesting ${resolve(bundle)} into ${opts.db}\n\n`);
       const summary = await runIngest(opts.db, [bundle], {}, false);
       process.stdout.write(`${formatSummary(summary, opts.db)}\n\n`);
-      const db = openDb(opts.db, { readonly: true });
+      const db = openDb(opts.db);
       try {
         const total = countLegs(db);
-        const legs = listLegs(db, { limit: 10 });
+        const legs = listLegs(db, { limit: 5 });
         process.stdout.write(
           `first ${legs.length} of ${total} legs (all: svctrace legs --db ${opts.db}):\n`,
         );
         for (const leg of legs) process.stdout.write(`${humanLine(leg)}\n`);
+        process.stdout.write(`\nsvctrace analyze --db ${opts.db}\n`);
+        process.stdout.write(`${formatAnalyzeSummary(analyze(db), opts.db)}\n`);
+        const findings = listFindings(db, {});
+        if (findings.length > 0) process.stdout.write(`\nsvctrace findings --db ${opts.db}\n`);
+        for (const f of findings) process.stdout.write(`${formatFindingHuman(f)}\n`);
       } finally {
         db.close();
       }

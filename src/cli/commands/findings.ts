@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { CHECK_METADATA, SEVERITIES } from "../../checks/types.js";
-import { hasAnalysis, listFindings } from "../../store/analysis-schema.js";
+import { hasAnalysis, listFindings, type StoredFinding } from "../../store/analysis-schema.js";
 import { openDb } from "../../store/db.js";
 import { UsageError } from "../../util/errors.js";
 import { formatTimeISO } from "../../util/time.js";
@@ -13,6 +13,13 @@ interface FindingsOptions {
   severity?: string;
   json?: boolean;
   failOn?: "error" | "warning";
+}
+
+/** Two lines a person reads: severity, check, service, node, time; then the summary. */
+export function formatFindingHuman(f: StoredFinding): string {
+  const when = f.from === null ? "" : ` ${formatTimeISO(f.from)}`;
+  const head = `${f.severity.toUpperCase().padEnd(7)} ${f.check}${f.service ? ` ${f.service}` : ""}${f.node ? ` @${f.node}` : ""}${when}`;
+  return `${head}\n        ${f.summary}`;
 }
 
 export function registerFindings(program: Command): void {
@@ -62,11 +69,7 @@ export function registerFindings(program: Command): void {
             }),
           );
         } else {
-          const when = f.from === null ? "" : ` ${formatTimeISO(f.from)}`;
-          out.push(
-            `${f.severity.toUpperCase().padEnd(7)} ${f.check}${f.service ? ` ${f.service}` : ""}${f.node ? ` @${f.node}` : ""}${when}`,
-          );
-          out.push(`        ${f.summary}`);
+          out.push(formatFindingHuman(f));
         }
       }
       if (!opts.json && findings.length === 0) out.push("no findings");
