@@ -26,9 +26,19 @@ describe("svctrace demo", () => {
       // Fresh each time: the second run ingests everything again rather than finding duplicates.
       expect(r.stdout).toMatch(/ingested 5 files into svctrace-demo\.db \(0 already present/);
       expect(r.stdout).toMatch(/translations\s+5/);
-      expect(r.stdout).toMatch(/first 10 of 22 legs/);
+      expect(r.stdout).toMatch(/first 5 of 22 legs/);
     }
     expect(existsSync(join(dir, "svctrace-demo.db"))).toBe(true);
+  });
+
+  it("by default analyzes the stale-rules sample and names the node that kept the rules", () => {
+    const r = run("demo");
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain("traces/03-stale-rules-service-removed");
+    expect(r.stdout).toMatch(/120 connection\(s\) on 2 node\(s\)/);
+    expect(r.stdout).toMatch(/ERROR\s+stale-rules default\/api:http @n2/);
+    expect(r.stdout).toMatch(/ERROR\s+post-removal-traffic default\/api:http @n2/);
+    expect(r.stdout).not.toMatch(/ERROR\s+\S+ \S+ @n1/);
   });
 
   it("exits 2 when there is no bundle", () => {
