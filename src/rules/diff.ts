@@ -15,6 +15,7 @@ import {
   type RuleRef,
   ruleRef,
 } from "./kube-model.js";
+import { endpointString } from "./kube-names.js";
 import type { Rule, RuleOption, RuleSet, TableName } from "./model.js";
 import {
   canonicalOptionName,
@@ -117,10 +118,10 @@ function endpointMap(p: KubeServicePort | undefined, local: boolean): Map<string
 }
 
 const FIELDS: [string, (p: KubeServicePort) => unknown][] = [
-  ["clusterIP", (p) => (p.clusterIP === null ? null : `${p.clusterIP}:${p.port}`)],
+  ["clusterIP", (p) => (p.clusterIP === null ? null : endpointString(p.clusterIP, p.port ?? 0))],
   ["nodePorts", (p) => [...p.nodePorts].sort((x, y) => x - y)],
-  ["externalIPs", (p) => p.externalIPs.map((x) => `${x.ip}:${x.port}`).sort()],
-  ["loadBalancerIPs", (p) => p.loadBalancerIPs.map((x) => `${x.ip}:${x.port}`).sort()],
+  ["externalIPs", (p) => p.externalIPs.map((x) => endpointString(x.ip, x.port)).sort()],
+  ["loadBalancerIPs", (p) => p.loadBalancerIPs.map((x) => endpointString(x.ip, x.port)).sort()],
   ["loadBalancerSourceRanges", (p) => [...p.loadBalancerSourceRanges].sort()],
   ["affinitySeconds", (p) => p.affinitySeconds],
   ["internalTrafficPolicy", (p) => p.internalTrafficPolicy],

@@ -518,7 +518,9 @@ export function buildKubeModel(rs: RuleSet, options: KubeModelOptions = {}): Kub
     used.add(r);
     const destination =
       ip !== null
-        ? `${ip}:${port ?? "*"}`
+        ? ip.includes(":")
+          ? `[${ip}]:${port ?? "*"}`
+          : `${ip}:${port ?? "*"}`
         : local !== undefined
           ? `LOCAL:${port ?? "*"}`
           : `*:${port ?? "*"}`;

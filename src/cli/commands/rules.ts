@@ -3,6 +3,7 @@ import { gunzipSync } from "node:zlib";
 import type { Command } from "commander";
 import { applyRestore, parseIptablesSave } from "../../rules/iptables-save.js";
 import { buildKubeModel, type KubeModel, type KubeServicePort } from "../../rules/kube-model.js";
+import { endpointString } from "../../rules/kube-names.js";
 import { type InventorySnapshot, parseKubernetes } from "../../rules/kubernetes.js";
 import type { RuleSet } from "../../rules/model.js";
 import { InputError } from "../../util/errors.js";
@@ -107,7 +108,7 @@ export function formatKubeModel(model: KubeModel, rs: RuleSet): string {
     rows.push([
       p.name,
       p.protocol,
-      p.clusterIP === null ? "-" : `${p.clusterIP}:${p.port}`,
+      p.clusterIP === null ? "-" : endpointString(p.clusterIP, p.port ?? 0),
       p.nodePorts.length === 0 ? "-" : p.nodePorts.join(","),
       externalColumn(p),
       `${p.internalTrafficPolicy ?? "-"}/${p.externalTrafficPolicy ?? "-"}`,
