@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
-import { commands } from "./commands/index.js";
+import { commandsFor } from "./commands/index.js";
 import { EXIT_BAD_INPUT, EXIT_BUG, ExitRequest, exitCodeFor } from "./exit.js";
 
-export function buildProgram(): Command {
+/** The program with the commands these arguments need (all of them when `args` is omitted). */
+export async function buildProgram(args?: readonly string[]): Promise<Command> {
   const program = new Command();
   program
     .name("svctrace")
@@ -13,13 +14,15 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError(false)
     .exitOverride();
-  for (const register of commands) register(program);
+  const wanted = commandsFor(args ?? []);
+  const registers = await Promise.all(wanted.map(([, load]) => load()));
+  for (const register of registers) register(program);
   return program;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
   try {
+    const program = await buildProgram(argv.slice(2));
     await program.parseAsync(argv);
     return 0;
   } catch (error) {

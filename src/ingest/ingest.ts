@@ -19,7 +19,6 @@ import { StoreWriter } from "../store/writer.js";
 import { hexPreview, InputError } from "../util/errors.js";
 import { ingestCaptureFile } from "./capture-file.js";
 import { nodeFromPath, timeFromFileName } from "./naming.js";
-import { conntrackRows, inventoryRows } from "./rows.js";
 import { type InputKind, iptablesFamily, SNIFF_BYTES, sniffInput } from "./sniff.js";
 
 export interface IngestOptions {
@@ -377,7 +376,7 @@ async function ingestOne(
       await ingestCapture(writer, captureId, node, options, result, progress);
       if (pending !== null) writer.setCaptureHash(inputId, captureId, await pending.digest);
     } else {
-      ingestText(
+      await ingestText(
         writer,
         inputId,
         source,
@@ -501,7 +500,13 @@ function dumpTime(header: number | null, fileTime: number | null): number | null
   return header;
 }
 
-function ingestText(
+/**
+ * rows.ts pulls in the Kubernetes parser and with it zod and yaml: ~0.3 s of CPU to load, which
+ * a run of captures alone should not pay.
+ */
+const loadRows = () => import("./rows.js");
+
+async function ingestText(
   writer: StoreWriter,
   inputId: number,
   path: string,
@@ -512,7 +517,7 @@ function ingestText(
   options: IngestOptions,
   fileTime: number | null,
   result: FileResult,
-): void {
+): Promise<void> {
   const text = readText(path, compressed);
   const undated = (): null => {
     if (SNAPSHOT_KINDS.has(kind))
@@ -572,6 +577,7 @@ function ingestText(
       break;
     case "conntrack": {
       const takenAt = fileTime ?? undated();
+      const { conntrackRows } = await loadRows();
       for (const row of conntrackRows(text, path)) {
         writer.addConntrack(inputId, node, takenAt, row);
         result.conntrackEntries++;
@@ -579,6 +585,7 @@ function ingestText(
       break;
     }
     case "kubernetes-json": {
+      const { inventoryRows } = await loadRows();
       const rows = inventoryRows(text, path);
       const id = writer.addInventory(inputId, fileTime ?? undated(), path, text);
       for (const s of rows.services) writer.addService(id, s);
