@@ -132,6 +132,12 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
     return fail(`chain ${name} does not exist in table ${t.name}`, lineNo, line);
   };
 
+  // Rules written by a restore name their file: line numbers alone would be ambiguous.
+  const tag = (r: Rule): Rule => {
+    if (!opt.fresh) r.source = opt.source;
+    return r;
+  };
+
   const orderSets = new Map<Table, Set<string>>();
   const noteRuleOrder = (t: Table, chain: string) => {
     if (t.runs !== undefined) {
@@ -280,7 +286,7 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
       case "--append": {
         if (chainName === undefined) return fail(`${cmd} needs a chain`, lineNo, raw);
         const chain = getChain(table, chainName, lineNo, raw);
-        const rule = buildRule(toks, 2, table.name, chainName, body, lineNo, packets, fail);
+        const rule = tag(buildRule(toks, 2, table.name, chainName, body, lineNo, packets, fail));
         rule.index = chain.rules.length + 1;
         chain.rules.push(rule);
         noteRuleOrder(table, chainName);
@@ -299,15 +305,8 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
         if (at < 1 || at > chain.rules.length + 1) {
           return fail(`index ${at} out of range for chain ${chainName}`, lineNo, raw);
         }
-        const rule = buildRule(
-          toks,
-          startTok,
-          table.name,
-          chainName,
-          asAppend(body),
-          lineNo,
-          packets,
-          fail,
+        const rule = tag(
+          buildRule(toks, startTok, table.name, chainName, asAppend(body), lineNo, packets, fail),
         );
         chain.rules.splice(at - 1, 0, rule);
         renumber.add(chain);
@@ -322,15 +321,8 @@ function run(base: RuleSet, text: string, opt: RunOptions): RuleSet {
         if (!Number.isInteger(n) || n < 1 || n > chain.rules.length) {
           return fail(`bad rule number for ${cmd}`, lineNo, raw);
         }
-        const rule = buildRule(
-          toks,
-          3,
-          table.name,
-          chainName,
-          asAppend(body),
-          lineNo,
-          packets,
-          fail,
+        const rule = tag(
+          buildRule(toks, 3, table.name, chainName, asAppend(body), lineNo, packets, fail),
         );
         chain.rules[n - 1] = rule;
         renumber.add(chain);

@@ -35,6 +35,8 @@ import {
 } from "./rule-helpers.js";
 
 export interface RuleRef {
+  /** The restore file the line number refers to, when not the base dump. */
+  source?: string;
   table: string;
   chain: string;
   index: number;
@@ -172,7 +174,15 @@ const NAME_SUFFIX =
   / (cluster IP|external IP|loadbalancer IP|has no endpoints|has no local endpoints|health check node port)$/;
 
 export function ruleRef(r: Rule): RuleRef {
-  return { table: r.table, chain: r.chain, index: r.index, line: r.line, rule: r.raw };
+  const ref: RuleRef = {
+    table: r.table,
+    chain: r.chain,
+    index: r.index,
+    line: r.line,
+    rule: r.raw,
+  };
+  if (r.source !== undefined) ref.source = r.source;
+  return ref;
 }
 
 /** `ns/name:port` from a kube-proxy comment, or null. */

@@ -55,6 +55,8 @@ export interface Rule {
   comment: string | null;
   /** Modules, options or targets the parser did not recognise; kept, never dropped. */
   unknown: string[];
+  /** The restore file that wrote the rule (`line` is in it); absent for the base dump's rules. */
+  source?: string;
   /** Counters came from `-c P B` inside the rule, not a `[P:B]` prefix (printing keeps raw). */
   countersInline?: boolean;
 }

@@ -126,6 +126,14 @@ describe("kube-proxy partial restores (reference 04) applied in order", () => {
       "KUBE-SEP-JVVZVJ7BSEPPRNBS",
     ]);
 
+    // Rules a restore wrote name it; the base dump's rules do not.
+    const sep = s7.tables.get("nat")?.chains.get("KUBE-SEP-JVVZVJ7BSEPPRNBS")?.rules[0];
+    expect(sep?.source).toBe("step7");
+    expect(
+      parseIptablesSave(step1, { source: "s1" }).tables.get("nat")?.chains.get("KUBE-SERVICES")
+        ?.rules[0]?.source,
+    ).toBeUndefined();
+
     // step 9 (the full resync after the failed step 8): svc4 chains gone, svc1 rewritten.
     const s9 = byStep.get(9)!;
     expect(chains(s9, "nat")).toEqual(

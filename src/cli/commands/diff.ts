@@ -34,7 +34,9 @@ export function formatDiff(d: RuleSetDiff, oldName: string, newName: string): st
   if (d.danglingJumps.length > 0) {
     out.push("Dangling jumps in NEW:");
     for (const r of d.danglingJumps)
-      out.push(`  ${r.table} ${r.chain} #${r.index} (line ${r.line}): ${r.rule}`);
+      out.push(
+        `  ${r.table} ${r.chain} #${r.index} (${r.source === undefined ? "" : `${r.source} `}line ${r.line}): ${r.rule}`,
+      );
   }
   out.push(`Raw chain differences: ${d.chains.length === 0 ? "none" : d.chains.length}`);
   for (const c of d.chains) {

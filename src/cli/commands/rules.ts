@@ -144,17 +144,21 @@ export function formatKubeModel(model: KubeModel, rs: RuleSet): string {
   if (unreachable.length > 0) out.push(`Unreachable chains: ${unreachable.join(" ")}`);
   out.push(`Dangling jumps: ${model.danglingJumps.length === 0 ? "none" : ""}`.trimEnd());
   for (const r of model.danglingJumps)
-    out.push(`  ${r.table} ${r.chain} #${r.index} (line ${r.line}): ${r.rule}`);
+    out.push(
+      `  ${r.table} ${r.chain} #${r.index} (${r.source === undefined ? "" : `${r.source} `}line ${r.line}): ${r.rule}`,
+    );
   out.push(`Unmodelled rules: ${model.unmodelled.length === 0 ? "none" : model.unmodelled.length}`);
   for (const r of model.unmodelled)
-    out.push(`  ${r.table} ${r.chain} #${r.index} (line ${r.line}): ${r.rule}`);
+    out.push(
+      `  ${r.table} ${r.chain} #${r.index} (${r.source === undefined ? "" : `${r.source} `}line ${r.line}): ${r.rule}`,
+    );
   const unknown: string[] = [];
   for (const t of rs.tables.values()) {
     for (const c of t.chains.values()) {
       for (const r of c.rules) {
         if (r.unknown.length > 0)
           unknown.push(
-            `  ${t.name} ${c.name} #${r.index} (line ${r.line}): ${r.unknown.join("; ")}`,
+            `  ${t.name} ${c.name} #${r.index} (${r.source === undefined ? "" : `${r.source} `}line ${r.line}): ${r.unknown.join("; ")}`,
           );
       }
     }
