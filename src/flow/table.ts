@@ -85,25 +85,50 @@ const LIST_OPEN_TCP = 0;
 const LIST_OTHER = 1;
 const LIST_CLOSED = 2;
 
+/**
+ * A translation seen on a live leg. Pooled, and holds the two tuples as numbers (strings are
+ * made when the leg closes): legs linger for seconds after closing, and per-leg garbage that
+ * lives that long is what the collector spends its time copying.
+ */
 class Translation {
+  /** The post-translation leg, as of `postSerial` (the object is reused once that leg ends). */
+  post: Leg | null = null;
+  postSerial = 0;
+  interfaceIn = 0;
+  interfaceOut = 0;
+  preProto = 0;
+  preVer = 0;
+  postProto = 0;
+  postVer = 0;
+  preSrc4 = 0;
+  preDst4 = 0;
+  preSport = 0;
+  preDport = 0;
+  postSrc4 = 0;
+  postDst4 = 0;
+  postSport = 0;
+  postDport = 0;
+  preSrc6: Uint8Array | null = null;
+  preDst6: Uint8Array | null = null;
+  postSrc6: Uint8Array | null = null;
+  postDst6: Uint8Array | null = null;
   packets = 0;
-  firstTs: number;
-  lastTs: number;
-  constructor(
-    readonly post: Leg,
-    readonly interfaceIn: number,
-    readonly interfaceOut: number,
-    readonly pre: Tuple,
-    readonly postTuple: Tuple,
-    readonly kind: "dnat" | "snat" | "both",
-    ts: number,
-  ) {
-    this.firstTs = ts;
-    this.lastTs = ts;
-  }
+  firstTs = 0;
+  lastTs = 0;
 }
 
+/**
+ * One leg's state. Pooled: a closed leg's object is reused for a later one, so the objects live
+ * long (in the old generation) instead of being garbage after their linger. Whoever keeps a
+ * reference past the leg's end (translation window, translations) also keeps `serial`.
+ */
 export class Leg {
+  hash = 0;
+  ifId = 0;
+  proto = 0;
+  ver = 0;
+  hasPorts = false;
+  serial = 0;
   bucketNext: Leg | null = null;
   lruPrev: Leg | null = null;
   lruNext: Leg | null = null;
@@ -131,14 +156,8 @@ export class Leg {
   fingerprint = 0;
   tunnel: LegRecord["tunnel"] = null;
   icmpErrors: Record<string, number> | null = null;
-  translations: Translation[] | null = null;
-  constructor(
-    readonly hash: number,
-    readonly ifId: number,
-    readonly proto: number,
-    readonly ver: number,
-    readonly hasPorts: boolean,
-  ) {}
+  /** Emptied (not dropped) when the leg closes. */
+  readonly translations: Translation[] = [];
 }
 
 function mixHash(h: number, v: number): number {
@@ -185,6 +204,9 @@ export class FlowTable {
   /** Legs emitted so far. */
   legsEmitted = 0;
   translationsEmitted = 0;
+  private readonly legPool: Leg[] = [];
+  private readonly translationPool: Translation[] = [];
+  private serials = 0;
 
   // The tuple being looked up (packet or ICMP-quoted), set by the caller of find().
   private kData: Uint8Array = new Uint8Array(0);
@@ -210,6 +232,7 @@ export class FlowTable {
   private readonly ringTs = new Float64Array(this.fpSize);
   // Filled by push: `new Array(n)` of this size would start in slow dictionary mode.
   private readonly ringLeg: (Leg | null)[] = filledArray(this.fpSize);
+  private readonly ringSerial = new Float64Array(this.fpSize);
   private readonly ringFromOrig = new Uint8Array(this.fpSize);
   private readonly ringDir = new Uint8Array(this.fpSize);
   private readonly window: number;
@@ -418,18 +441,46 @@ export class FlowTable {
   }
 
   private create(h: number, ifId: number, p: Packet, ts: number): Leg {
-    const leg = new Leg(h, ifId, this.kProto, this.kVer, this.kHasPorts);
+    const leg = this.legPool.pop() ?? new Leg();
+    leg.serial = ++this.serials;
+    leg.hash = h;
+    leg.ifId = ifId;
+    leg.proto = this.kProto;
+    leg.ver = this.kVer;
+    leg.hasPorts = this.kHasPorts;
+    leg.bucketNext = null;
+    leg.lruPrev = null;
+    leg.lruNext = null;
+    leg.list = -1;
+    leg.touchedTs = 0;
+    leg.closed = false;
     if (this.kVer === 4) {
       leg.o4 = this.kSrc4;
       leg.r4 = this.kDst4;
+      leg.o6 = null;
+      leg.r6 = null;
     } else {
-      leg.o6 = this.kData.slice(this.kSrc6, this.kSrc6 + 16);
-      leg.r6 = this.kData.slice(this.kDst6, this.kDst6 + 16);
+      leg.o4 = 0;
+      leg.r4 = 0;
+      leg.o6 = copy16(leg.o6, this.kData, this.kSrc6);
+      leg.r6 = copy16(leg.r6, this.kData, this.kDst6);
     }
     leg.oPort = this.kSport;
     leg.rPort = this.kDport;
     leg.firstTs = ts;
     leg.lastTs = ts;
+    leg.oPkts = 0;
+    leg.oBytes = 0;
+    leg.rPkts = 0;
+    leg.rBytes = 0;
+    leg.oState = 0;
+    leg.rState = 0;
+    leg.histMask = 0;
+    leg.histSeq = 0;
+    leg.direction = DIR_UNKNOWN;
+    leg.fingerprint = 0;
+    leg.tunnel = null;
+    leg.icmpErrors = null;
     if (p.tunnel !== TUNNEL_NONE) {
       const d = p.data;
       leg.tunnel = {
@@ -601,22 +652,47 @@ export class FlowTable {
     this.live--;
     this.sink.leg(this.record(leg));
     this.legsEmitted++;
-    if (leg.translations !== null) {
-      for (const t of leg.translations) {
-        this.sink.translation({
-          interfaceIn: t.interfaceIn,
-          interfaceOut: t.interfaceOut,
-          pre: t.pre,
-          post: t.postTuple,
-          kind: t.kind,
-          packets: t.packets,
-          firstTs: t.firstTs,
-          lastTs: t.lastTs,
-        });
-        this.translationsEmitted++;
-      }
-      leg.translations = null;
+    const list = leg.translations;
+    for (let i = 0; i < list.length; i++) {
+      const t = list[i]!;
+      const pre = tupleFrom(
+        t.preProto,
+        t.preVer === 4,
+        t.preSrc4,
+        t.preSrc6,
+        t.preSport,
+        t.preDst4,
+        t.preDst6,
+        t.preDport,
+      );
+      const post = tupleFrom(
+        t.postProto,
+        t.postVer === 4,
+        t.postSrc4,
+        t.postSrc6,
+        t.postSport,
+        t.postDst4,
+        t.postDst6,
+        t.postDport,
+      );
+      const srcChanged = pre.srcIp !== post.srcIp || pre.srcPort !== post.srcPort;
+      const dstChanged = pre.dstIp !== post.dstIp || pre.dstPort !== post.dstPort;
+      this.sink.translation({
+        interfaceIn: t.interfaceIn,
+        interfaceOut: t.interfaceOut,
+        pre,
+        post,
+        kind: srcChanged && dstChanged ? "both" : srcChanged ? "snat" : "dnat",
+        packets: t.packets,
+        firstTs: t.firstTs,
+        lastTs: t.lastTs,
+      });
+      this.translationsEmitted++;
+      t.post = null;
+      this.translationPool.push(t);
     }
+    list.length = 0;
+    this.legPool.push(leg);
   }
 
   private record(leg: Leg): LegRecord {
@@ -701,9 +777,11 @@ export class FlowTable {
         if (at < 0) break;
         if (at !== fp || this.ringFp2[slot] !== check) continue;
         const inLeg = this.ringLeg[slot]!;
+        // A pooled leg object may since carry another leg: then the remembered one has ended.
+        if (inLeg.serial !== this.ringSerial[slot] || inLeg.closed || inLeg === leg) continue;
         const fresh = ts - this.ringTs[slot]! <= this.window;
         const usable = dir === DIR_OUT ? this.ringDir[slot] !== DIR_OUT : inLeg.ifId !== ifId;
-        if (!fresh || !usable || inLeg.closed || inLeg === leg) continue;
+        if (!fresh || !usable) continue;
         const inFromOrig = this.ringFromOrig[slot] === 1;
         if (sameTuple(inLeg, inFromOrig, leg, fromOrig)) continue;
         // Without packet types the earlier timestamp is the pre-NAT copy; multi-interface
@@ -736,6 +814,7 @@ export class FlowTable {
     this.ringFp2[slot] = check;
     this.ringTs[slot] = ts;
     this.ringLeg[slot] = leg;
+    this.ringSerial[slot] = leg.serial;
     this.ringFromOrig[slot] = fromOrig ? 1 : 0;
     this.ringDir[slot] = dir;
   }
@@ -751,44 +830,92 @@ export class FlowTable {
     const forward = inFromOrig;
     const preLeg = forward ? inLeg : outLeg;
     const postLeg = forward ? outLeg : inLeg;
-    let list = preLeg.translations;
-    if (list !== null) {
-      for (const t of list) {
-        if (t.post === postLeg) {
-          t.packets++;
-          t.lastTs = ts;
-          return;
-        }
+    const list = preLeg.translations;
+    for (let i = 0; i < list.length; i++) {
+      const t = list[i]!;
+      if (t.post === postLeg && t.postSerial === postLeg.serial) {
+        t.packets++;
+        t.lastTs = ts;
+        return;
       }
-    } else {
-      list = preLeg.translations = [];
     }
-    const pre = forward ? tupleOf(inLeg, inFromOrig) : tupleOf(outLeg, !outFromOrig);
-    const post = forward ? tupleOf(outLeg, outFromOrig) : tupleOf(inLeg, !inFromOrig);
-    const srcChanged = pre.srcIp !== post.srcIp || pre.srcPort !== post.srcPort;
-    const dstChanged = pre.dstIp !== post.dstIp || pre.dstPort !== post.dstPort;
-    const kind = srcChanged && dstChanged ? "both" : srcChanged ? "snat" : "dnat";
-    const t = new Translation(
-      postLeg,
-      forward ? inLeg.ifId : outLeg.ifId,
-      forward ? outLeg.ifId : inLeg.ifId,
-      pre,
-      post,
-      kind,
-      ts,
-    );
+    const t = this.translationPool.pop() ?? new Translation();
+    t.post = postLeg;
+    t.postSerial = postLeg.serial;
+    t.interfaceIn = forward ? inLeg.ifId : outLeg.ifId;
+    t.interfaceOut = forward ? outLeg.ifId : inLeg.ifId;
+    if (forward) {
+      setSide(t, true, inLeg, inFromOrig);
+      setSide(t, false, outLeg, outFromOrig);
+    } else {
+      setSide(t, true, outLeg, !outFromOrig);
+      setSide(t, false, inLeg, !inFromOrig);
+    }
     t.packets = 1;
+    t.firstTs = ts;
+    t.lastTs = ts;
     list.push(t);
   }
 }
 
-function tupleOf(leg: Leg, fromOrig: boolean): Tuple {
-  const v4 = leg.ver === 4;
-  const o = v4 ? formatIPv4(leg.o4) : formatIPv6(leg.o6!);
-  const r = v4 ? formatIPv4(leg.r4) : formatIPv6(leg.r6!);
-  return fromOrig
-    ? { proto: leg.proto, srcIp: o, srcPort: leg.oPort, dstIp: r, dstPort: leg.rPort }
-    : { proto: leg.proto, srcIp: r, srcPort: leg.rPort, dstIp: o, dstPort: leg.oPort };
+/** Copy one packet direction's addresses and ports of a leg into the pre or post side of `t`. */
+function setSide(t: Translation, pre: boolean, leg: Leg, fromOrig: boolean): void {
+  const src4 = fromOrig ? leg.o4 : leg.r4;
+  const dst4 = fromOrig ? leg.r4 : leg.o4;
+  const sport = fromOrig ? leg.oPort : leg.rPort;
+  const dport = fromOrig ? leg.rPort : leg.oPort;
+  const v6 = leg.ver !== 4;
+  const src6 = fromOrig ? leg.o6 : leg.r6;
+  const dst6 = fromOrig ? leg.r6 : leg.o6;
+  if (pre) {
+    t.preProto = leg.proto;
+    t.preVer = leg.ver;
+    t.preSrc4 = src4;
+    t.preDst4 = dst4;
+    t.preSport = sport;
+    t.preDport = dport;
+    if (v6) {
+      t.preSrc6 = copy16(t.preSrc6, src6!, 0);
+      t.preDst6 = copy16(t.preDst6, dst6!, 0);
+    }
+  } else {
+    t.postProto = leg.proto;
+    t.postVer = leg.ver;
+    t.postSrc4 = src4;
+    t.postDst4 = dst4;
+    t.postSport = sport;
+    t.postDport = dport;
+    if (v6) {
+      t.postSrc6 = copy16(t.postSrc6, src6!, 0);
+      t.postDst6 = copy16(t.postDst6, dst6!, 0);
+    }
+  }
+}
+
+function tupleFrom(
+  proto: number,
+  v4: boolean,
+  src4: number,
+  src6: Uint8Array | null,
+  sport: number,
+  dst4: number,
+  dst6: Uint8Array | null,
+  dport: number,
+): Tuple {
+  return {
+    proto,
+    srcIp: v4 ? formatIPv4(src4) : formatIPv6(src6!),
+    srcPort: sport,
+    dstIp: v4 ? formatIPv4(dst4) : formatIPv6(dst6!),
+    dstPort: dport,
+  };
+}
+
+/** 16 address bytes at `off` into `into` (allocated once, then reused). */
+function copy16(into: Uint8Array | null, from: Uint8Array, off: number): Uint8Array {
+  const out = into ?? new Uint8Array(16);
+  for (let i = 0; i < 16; i++) out[i] = from[off + i]!;
+  return out;
 }
 
 /** Same addresses and ports in the packets' directions (interfaces aside)? */
