@@ -30,6 +30,13 @@ export interface ReadOptions {
   onProgress?: (bytesRead: number, records: number) => void;
   /** Chunk size of file reads (tests use tiny ones to exercise record splitting). */
   chunkSize?: number;
+  /**
+   * Every chunk of the file as read (before gunzip), in order: lets the caller hash the file
+   * without reading it a second time. The reader is done with the chunk when this is called.
+   * Not every byte is seen when the reading stops early (bad input, corrupt gzip): compare the
+   * total with the file's size.
+   */
+  onRawChunk?: (chunk: Buffer) => void;
 }
 
 export function isGzip(head: Uint8Array): boolean {
@@ -87,7 +94,11 @@ export async function readCaptureFile(
     compressed = true;
     source = raw.pipe(createGunzip({ chunkSize: Math.max(64, chunkSize) }));
     raw.on("error", (err) => source.destroy(err));
+    const onRaw = options.onRawChunk;
+    // No encoding is set on the stream: its chunks are Buffers.
+    if (onRaw !== undefined) raw.on("data", (chunk) => onRaw(chunk as Buffer));
   }
+  const onPlainChunk = compressed ? undefined : options.onRawChunk;
   const format = sniffFormat(head);
   if (format === null) {
     raw.destroy();
@@ -135,6 +146,7 @@ export async function readCaptureFile(
         off += n;
         start = parser.parse(buf, dv, start, end, base);
       }
+      onPlainChunk?.(chunk);
       options.onProgress?.(raw.bytesRead, parser.records);
     }
   } catch (err) {

@@ -58,6 +58,8 @@ export interface CaptureFileOptions {
   /** Seconds; default 300. */
   tcpIdleTimeout?: number;
   onProgress?: (bytesRead: number, packets: number) => void;
+  /** Every chunk of the file as read (see ReadOptions.onRawChunk). */
+  onRawChunk?: (chunk: Buffer) => void;
 }
 
 /**
@@ -171,7 +173,10 @@ export async function ingestCaptureFile(
       },
       record: onRecord,
     },
-    options.onProgress === undefined ? {} : { onProgress: options.onProgress },
+    {
+      ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
+      ...(options.onRawChunk === undefined ? {} : { onRawChunk: options.onRawChunk }),
+    },
   );
   table.flush();
 
