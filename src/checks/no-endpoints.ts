@@ -14,6 +14,11 @@ interface Group {
   from: number;
   to: number;
   listedEndpoints: boolean;
+  /**
+   * externalTrafficPolicy: Local and every ready endpoint runs on another node: the node drops
+   * external traffic by design (load balancers steer by the health check node port).
+   */
+  localPolicyElsewhere: boolean;
 }
 
 export const noEndpoints = defineCheck({
@@ -30,6 +35,7 @@ export const noEndpoints = defineCheck({
       if (g === undefined) {
         const inv = ctx.inventory.at(c.start);
         const sp = inv === null ? null : findService(inv, c.service);
+        const ready = sp?.endpoints.filter((e) => e.ready) ?? [];
         g = {
           service: c.service,
           node: c.node,
@@ -39,7 +45,12 @@ export const noEndpoints = defineCheck({
           ids: [],
           from: c.start,
           to: c.start,
-          listedEndpoints: sp?.endpoints.some((e) => e.ready) ?? false,
+          listedEndpoints: ready.length > 0,
+          localPolicyElsewhere:
+            sp?.externalTrafficPolicy === "Local" &&
+            ready.length > 0 &&
+            c.node !== null &&
+            ready.every((e) => e.node !== null && e.node !== c.node),
         };
         groups.set(key, g);
       }
@@ -54,14 +65,16 @@ export const noEndpoints = defineCheck({
       const rejected = g.verdicts["rejected"] ?? 0;
       const silent = rejected - Math.min(rejected, g.answered);
       let summary = `${g.count} connection(s) to ${g.service}${g.node ? ` on ${g.node}` : ""} were ${rejected > 0 ? "rejected" : "dropped"} because the rules give it no endpoints`;
-      summary += g.listedEndpoints
-        ? ", although its EndpointSlices list ready endpoints: kube-proxy has not caught up."
-        : silent > 0
-          ? `; ${silent} client(s) got no RST/ICMP for the REJECT — check for a filter in between.`
-          : "; give it ready endpoints or stop the clients.";
+      summary += g.localPolicyElsewhere
+        ? ": externalTrafficPolicy is Local and none of its ready endpoints runs on this node, so dropping is by design — send external traffic only to nodes that pass the health check node port."
+        : g.listedEndpoints
+          ? ", although its EndpointSlices list ready endpoints: kube-proxy has not caught up."
+          : silent > 0
+            ? `; ${silent} client(s) got no RST/ICMP for the REJECT — check for a filter in between.`
+            : "; give it ready endpoints or stop the clients.";
       out.push({
         check: "no-endpoints",
-        severity: g.listedEndpoints ? "error" : "warning",
+        severity: g.localPolicyElsewhere ? "info" : g.listedEndpoints ? "error" : "warning",
         service: g.service,
         node: g.node,
         from: g.from,
@@ -72,6 +85,7 @@ export const noEndpoints = defineCheck({
           answered: g.answered,
           verdicts: g.verdicts,
           connectionIds: g.ids,
+          localPolicyElsewhere: g.localPolicyElsewhere,
         },
       });
     }

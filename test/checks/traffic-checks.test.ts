@@ -24,6 +24,28 @@ describe("no-endpoints", () => {
     });
     expect(noEndpoints.run(ctx)[0]?.severity).toBe("error");
   });
+  it("is only info when externalTrafficPolicy Local drops on a node without local endpoints", () => {
+    const local = (node: string) => ({ ...ep("10.244.2.5:8080"), node });
+    const policyLocal = (node: string) =>
+      context({
+        inventory: [
+          snapshot(0, [
+            svc("default/web:http", {
+              type: "NodePort",
+              nodePort: 30080,
+              externalTrafficPolicy: "Local",
+              endpoints: [local(node)],
+            }),
+          ]),
+        ],
+        connections: [conn({ verdict: "dropped", endpoint: null, node: "n1" })],
+      });
+    const byDesign = noEndpoints.run(policyLocal("n2"));
+    expect(byDesign[0]).toMatchObject({ severity: "info", node: "n1" });
+    expect(byDesign[0]?.summary).toMatch(/by design/);
+    // The endpoint runs on the dropping node itself: the rules are behind, whatever the policy.
+    expect(noEndpoints.run(policyLocal("n1"))[0]?.severity).toBe("error");
+  });
   it("is quiet without rejected or dropped traffic", () => {
     expect(noEndpoints.run(context({ connections: [conn()] }))).toEqual([]);
   });
