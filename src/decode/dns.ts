@@ -1,4 +1,13 @@
-import dnsPacket from "dns-packet";
+import { createRequire } from "node:module";
+import type dnsPacket from "dns-packet";
+
+// Loaded on the first DNS message (synchronously: dns-packet is CommonJS), not at start-up:
+// it costs ~0.1 s of CPU to load, which a capture without DNS should not pay.
+let dnsPacketModule: typeof dnsPacket | null = null;
+function dnsPacketLib(): typeof dnsPacket {
+  dnsPacketModule ??= createRequire(import.meta.url)("dns-packet") as typeof dnsPacket;
+  return dnsPacketModule;
+}
 
 /**
  * DNS messages over UDP or TCP port 53, parsed with dns-packet. This allocates, which is fine:
@@ -29,7 +38,7 @@ export function parseDns(payload: Uint8Array, overTcp: boolean): DnsMessage | nu
   if (bytes.length < 12) return null;
   let msg: dnsPacket.Packet;
   try {
-    msg = dnsPacket.decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+    msg = dnsPacketLib().decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
   } catch {
     return null;
   }
