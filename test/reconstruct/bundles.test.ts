@@ -139,6 +139,24 @@ describe.skipIf(bundles.length === 0)("lab bundles", () => {
         expect(missing).toEqual([]);
       });
 
+      it("raises no error or warning that the scenario does not explain", () => {
+        const unexplained = findings
+          .filter((f) => f.severity === "error" || f.severity === "warning")
+          .filter(
+            (f) =>
+              !expected.findings.some(
+                (e) =>
+                  e.check === f.check &&
+                  (e.service === null || f.service === null || f.service === e.service) &&
+                  (e.node === null || f.node === null || f.node === e.node),
+              ),
+          )
+          .map(
+            (f) => `${f.severity} ${f.check} ${f.service ?? "-"} @${f.node ?? "-"}: ${f.summary}`,
+          );
+        expect(unexplained).toEqual([]);
+      });
+
       it.runIf(expected.findings.length === 0)(
         "reports no warnings or errors on a clean scenario",
         () => {
