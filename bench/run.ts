@@ -3,7 +3,7 @@
  * VIP, then time `svctrace ingest` end to end against the tools users compare it with, and the
  * rule-set benchmarks when bench/rules.ts is present. Prints packets/s, ratios and peak RSS.
  *
- * Environment: BENCH_CONNECTIONS (default 200000), BENCH_SKIP=tshark,tcpdump,pcap-parser.
+ * Environment: BENCH_CONNECTIONS (default 200000), BENCH_SKIP=tshark,tcpdump,pcap-parser,rules.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -182,7 +182,7 @@ async function main(): Promise<void> {
   }
 
   const rulesModule = join(dirname(fileURLToPath(import.meta.url)), "rules.js");
-  if (existsSync(rulesModule)) {
+  if (!skip.has("rules") && existsSync(rulesModule)) {
     const mod = (await import(rulesModule)) as { benchRules?: () => Promise<BenchResult[]> };
     if (mod.benchRules) results.push(...(await mod.benchRules()));
   }
