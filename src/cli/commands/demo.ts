@@ -10,7 +10,7 @@ import { EnvironmentError } from "../../util/errors.js";
 import { formatAnalyzeSummary } from "./analyze.js";
 import { formatFindingHuman } from "./findings.js";
 import { formatSummary, runIngest } from "./ingest.js";
-import { humanLine } from "./legs.js";
+import { humanLine, interfaceNames } from "./legs.js";
 
 /** The package root: this file is src/cli/commands/demo.ts, or dist/src/cli/commands/demo.js. */
 function packageRoot(): string {
@@ -88,7 +88,8 @@ export function registerDemo(program: Command): void {
         process.stdout.write(
           `first ${legs.length} of ${total} legs (all: svctrace legs --db ${opts.db}):\n`,
         );
-        for (const leg of legs) process.stdout.write(`${humanLine(leg)}\n`);
+        const names = interfaceNames(db);
+        for (const leg of legs) process.stdout.write(`${humanLine(leg, names)}\n`);
         process.stdout.write(`\nsvctrace analyze --db ${opts.db}\n`);
         process.stdout.write(`${formatAnalyzeSummary(analyze(db), opts.db)}\n`);
         const findings = listFindings(db, {});

@@ -6,6 +6,7 @@ import {
   ingestPaths,
 } from "../../ingest/ingest.js";
 import { openDb } from "../../store/db.js";
+import { nameInterfacesFromAddrDumps } from "../../store/interface-names.js";
 import { InputError, UsageError } from "../../util/errors.js";
 import { parseTimeArg } from "../../util/time.js";
 
@@ -136,6 +137,7 @@ export async function runIngest(
         }
       },
     });
+    nameInterfacesFromAddrDumps(db);
     // Fold the WAL back into the main file so the database is one self-contained file.
     db.pragma("wal_checkpoint(TRUNCATE)");
   } finally {

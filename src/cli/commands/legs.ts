@@ -2,7 +2,12 @@ import { createHash } from "node:crypto";
 import type { Command } from "commander";
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP } from "../../flow/types.js";
 import { openDb } from "../../store/db.js";
-import { iterateLegs, type LegFilter, type StoredLeg } from "../../store/queries.js";
+import {
+  iterateLegs,
+  type LegFilter,
+  listInterfaces,
+  type StoredLeg,
+} from "../../store/queries.js";
 import { UsageError } from "../../util/errors.js";
 import { parseIPv4, parseIPv6 } from "../../util/ip.js";
 import { formatTimeISO } from "../../util/time.js";
@@ -138,14 +143,29 @@ export function zeekLine(leg: StoredLeg): string {
   return fields.join("\t");
 }
 
+/** Interface names by capture and capture-local interface id, for the legs' observation points. */
+export type InterfaceNames = Map<number, Map<number, string>>;
+
+export function interfaceNames(db: ReturnType<typeof openDb>): InterfaceNames {
+  const names: InterfaceNames = new Map();
+  for (const i of listInterfaces(db)) {
+    if (i.name === null) continue;
+    const byId = names.get(i.captureId) ?? new Map<number, string>();
+    byId.set(i.idx, i.name);
+    names.set(i.captureId, byId);
+  }
+  return names;
+}
+
 /** One leg as a fixed-width line for people. */
-export function humanLine(leg: StoredLeg): string {
+export function humanLine(leg: StoredLeg, names: InterfaceNames = new Map()): string {
+  const iface = names.get(leg.captureId)?.get(leg.interfaceId) ?? `if${leg.interfaceId}`;
   const time = formatTimeISO(leg.firstTs).replace("T", " ").replace("Z", "");
   const ep = (ip: string, port: number) => (ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
   return [
     time.padEnd(23),
     (leg.node ?? "-").padEnd(10),
-    `if${leg.interfaceId}/${leg.direction}`.padEnd(12),
+    `${iface}/${leg.direction}`.padEnd(12),
     protoName(leg.proto).padEnd(5),
     `${ep(leg.origIp, leg.origPort)} → ${ep(leg.respIp, leg.respPort)}`.padEnd(46),
     leg.connState.padEnd(6),
@@ -230,11 +250,13 @@ function writeLegs(
   };
   if (format === "zeek") out(zeekHeader(new Date()));
   let n = 0;
+  const names = interfaceNames(db);
   for (const leg of iterateLegs(db, filter)) {
     n++;
-    if (format === "json") out(JSON.stringify(leg));
+    const interfaceName = names.get(leg.captureId)?.get(leg.interfaceId) ?? null;
+    if (format === "json") out(JSON.stringify({ ...leg, interfaceName }));
     else if (format === "zeek") out(zeekLine(leg));
-    else out(humanLine(leg));
+    else out(humanLine(leg, names));
   }
   if (format === "zeek") out(`#close\t${zeekOpenTime(new Date())}`);
   if (format === "table" && n === 0) out("no legs");
