@@ -105,7 +105,7 @@ export function communityId(
     m[o++] = pb >>> 8;
     m[o++] = pb & 0xff;
   }
-  return `1:${base64(sha1Short(m, o), 20)}`;
+  return base64(sha1Short(m, o), 20, "1:");
 }
 
 export function ipv4Bytes(v: number): Uint8Array {

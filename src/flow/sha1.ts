@@ -11,7 +11,7 @@ const OUT = new Uint8Array(20);
 export function sha1Short(msg: Uint8Array, len: number): Uint8Array {
   if (len > 55) throw new RangeError("sha1Short: message longer than one block");
   BLOCK.fill(0);
-  BLOCK.set(msg.subarray(0, len));
+  for (let i = 0; i < len; i++) BLOCK[i] = msg[i]!;
   BLOCK[len] = 0x80;
   const bits = len * 8;
   BLOCK[62] = (bits >>> 8) & 0xff;
@@ -55,39 +55,57 @@ export function sha1Short(msg: Uint8Array, len: number): Uint8Array {
     b = a;
     a = t;
   }
-  const h = [
-    (0x67452301 + a) | 0,
-    ((0xefcdab89 | 0) + b) | 0,
-    ((0x98badcfe | 0) + c) | 0,
-    (0x10325476 + d) | 0,
-    ((0xc3d2e1f0 | 0) + e) | 0,
-  ];
-  for (let i = 0; i < 5; i++) {
-    const v = h[i]!;
-    OUT[i * 4] = v >>> 24;
-    OUT[i * 4 + 1] = (v >>> 16) & 0xff;
-    OUT[i * 4 + 2] = (v >>> 8) & 0xff;
-    OUT[i * 4 + 3] = v & 0xff;
-  }
+  put32(0, (0x67452301 + a) | 0);
+  put32(4, ((0xefcdab89 | 0) + b) | 0);
+  put32(8, ((0x98badcfe | 0) + c) | 0);
+  put32(12, (0x10325476 + d) | 0);
+  put32(16, ((0xc3d2e1f0 | 0) + e) | 0);
   return OUT;
 }
 
-const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+function put32(at: number, v: number): void {
+  OUT[at] = v >>> 24;
+  OUT[at + 1] = (v >>> 16) & 0xff;
+  OUT[at + 2] = (v >>> 8) & 0xff;
+  OUT[at + 3] = v & 0xff;
+}
 
-/** Standard base64 (with padding) of bytes[0, len). */
-export function base64(bytes: Uint8Array, len: number): string {
-  let out = "";
+const B64 = new TextEncoder().encode(
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+);
+const EQ = 0x3d;
+/** Scratch for prefix + base64 of up to 20 bytes (a SHA-1). */
+const TEXT = Buffer.alloc(64);
+
+/**
+ * `prefix` (ASCII, short) followed by the standard base64 (with padding) of bytes[0, len), as
+ * one flat string: written as bytes and decoded once, rather than concatenated character by
+ * character (a string per step: ~700 bytes of garbage per Community ID).
+ */
+export function base64(bytes: Uint8Array, len: number, prefix = ""): string {
+  const out =
+    len <= 40 && prefix.length <= 8 ? TEXT : Buffer.alloc(prefix.length + 4 * Math.ceil(len / 3));
+  let o = out.write(prefix, 0, "latin1");
   let i = 0;
   for (; i + 2 < len; i += 3) {
     const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
-    out += B64[n >>> 18]! + B64[(n >>> 12) & 63]! + B64[(n >>> 6) & 63]! + B64[n & 63]!;
+    out[o++] = B64[n >>> 18]!;
+    out[o++] = B64[(n >>> 12) & 63]!;
+    out[o++] = B64[(n >>> 6) & 63]!;
+    out[o++] = B64[n & 63]!;
   }
   if (len - i === 1) {
     const n = bytes[i]! << 16;
-    out += `${B64[n >>> 18]!}${B64[(n >>> 12) & 63]!}==`;
+    out[o++] = B64[n >>> 18]!;
+    out[o++] = B64[(n >>> 12) & 63]!;
+    out[o++] = EQ;
+    out[o++] = EQ;
   } else if (len - i === 2) {
     const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
-    out += `${B64[n >>> 18]!}${B64[(n >>> 12) & 63]!}${B64[(n >>> 6) & 63]!}=`;
+    out[o++] = B64[n >>> 18]!;
+    out[o++] = B64[(n >>> 12) & 63]!;
+    out[o++] = B64[(n >>> 6) & 63]!;
+    out[o++] = EQ;
   }
-  return out;
+  return out.toString("latin1", 0, o);
 }

@@ -709,9 +709,9 @@ export class FlowTable {
     return {
       interfaceId: leg.ifId,
       proto: leg.proto,
-      origIp: v4 ? formatIPv4(leg.o4) : formatIPv6(leg.o6!),
+      origIp: v4 ? ipv4Text(leg.o4) : formatIPv6(leg.o6!),
       origPort: leg.oPort,
-      respIp: v4 ? formatIPv4(leg.r4) : formatIPv6(leg.r6!),
+      respIp: v4 ? ipv4Text(leg.r4) : formatIPv6(leg.r6!),
       respPort: leg.rPort,
       firstTs: leg.firstTs,
       lastTs: leg.lastTs,
@@ -904,9 +904,9 @@ function tupleFrom(
 ): Tuple {
   return {
     proto,
-    srcIp: v4 ? formatIPv4(src4) : formatIPv6(src6!),
+    srcIp: v4 ? ipv4Text(src4) : formatIPv6(src6!),
     srcPort: sport,
-    dstIp: v4 ? formatIPv4(dst4) : formatIPv6(dst6!),
+    dstIp: v4 ? ipv4Text(dst4) : formatIPv6(dst6!),
     dstPort: dport,
   };
 }
@@ -944,7 +944,33 @@ function filledArray(n: number): (Leg | null)[] {
   return a;
 }
 
+// The same few addresses (Service VIPs, pods, busy clients) and histories recur on leg after
+// leg: their strings are made once and shared (strings are immutable) instead of per leg.
+const IP4_CACHE_BITS = 12;
+const ip4Keys = new Float64Array(1 << IP4_CACHE_BITS).fill(-1);
+const ip4Texts: string[] = new Array<string>(1 << IP4_CACHE_BITS).fill("");
+
+/** formatIPv4 through a direct-mapped cache. */
+function ipv4Text(v: number): string {
+  const slot = Math.imul(v, 0x9e3779b1) >>> (32 - IP4_CACHE_BITS);
+  if (ip4Keys[slot] === v) return ip4Texts[slot]!;
+  const text = formatIPv4(v);
+  ip4Keys[slot] = v;
+  ip4Texts[slot] = text;
+  return text;
+}
+
+const historyCache = new Map<number, string>();
+
 function historyText(seq: number): string {
+  const cached = historyCache.get(seq);
+  if (cached !== undefined) return cached;
+  const text = historyTextOf(seq);
+  if (historyCache.size < 4096) historyCache.set(seq, text);
+  return text;
+}
+
+function historyTextOf(seq: number): string {
   let out = "";
   while (seq > 0) {
     const digit = seq % 16;
