@@ -1,4 +1,5 @@
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
+import { open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { createGunzip, gunzipSync } from "node:zlib";
 import { hexPreview, InputError } from "../util/errors.js";
@@ -32,7 +33,7 @@ export interface ReadOptions {
   chunkSize?: number;
   /**
    * Every chunk of the file as read (before gunzip), in order: lets the caller hash the file
-   * without reading it a second time. The reader is done with the chunk when this is called.
+   * without reading it a second time. The chunk is only valid during the call.
    * Not every byte is seen when the reading stops early (bad input, corrupt gzip): compare the
    * total with the file's size.
    */
@@ -77,9 +78,6 @@ export async function readCaptureFile(
   options: ReadOptions = {},
 ): Promise<ReadSummary> {
   const chunkSize = options.chunkSize ?? CHUNK;
-  const raw = createReadStream(path, { highWaterMark: chunkSize });
-  let compressed = false;
-  let source: Readable = raw;
   const head = readHead(path, 4096);
   const headRaw = Buffer.alloc(2);
   {
@@ -90,23 +88,15 @@ export async function readCaptureFile(
       closeSync(fd);
     }
   }
-  if (isGzip(headRaw)) {
-    compressed = true;
-    source = raw.pipe(createGunzip({ chunkSize: Math.max(64, chunkSize) }));
-    raw.on("error", (err) => source.destroy(err));
-    const onRaw = options.onRawChunk;
-    // No encoding is set on the stream: its chunks are Buffers.
-    if (onRaw !== undefined) raw.on("data", (chunk) => onRaw(chunk as Buffer));
-  }
-  const onPlainChunk = compressed ? undefined : options.onRawChunk;
+  const compressed = isGzip(headRaw);
   const format = sniffFormat(head);
   if (format === null) {
-    raw.destroy();
     throw new InputError(
       `not a pcap or pcapng capture${compressed ? " (after gunzip)" : ""}: first bytes ${hexPreview(head) || (compressed ? "(none: the gzip data does not decompress)" : "(empty file)")}`,
       { file: path, offset: 0 },
     );
   }
+  const known: CaptureFormat = format;
   const rec = newCaptureRecord();
   const parser: StreamParser =
     format === "pcap" ? new PcapParser(path, sink, rec) : new PcapngParser(path, sink, rec);
@@ -120,6 +110,48 @@ export async function readCaptureFile(
   const warnings: string[] = [];
   let gzipCut = false;
 
+  if (!compressed) {
+    // Plain file: read straight into the parse buffer (no stream, no 1 MiB buffer per chunk).
+    const fh = await open(path, "r");
+    let bytesRead = 0;
+    try {
+      for (;;) {
+        if (end === buf.length) {
+          const live = end - start;
+          const want = Math.max(parser.needed, live + chunkSize);
+          if (start > 0 && want <= buf.length) {
+            buf.copyWithin(0, start, end);
+          } else {
+            const bigger = new Uint8Array(Math.max(buf.length * 2, want));
+            bigger.set(buf.subarray(start, end));
+            buf = bigger;
+            dv = new DataView(buf.buffer);
+          }
+          base += start;
+          end = live;
+          start = 0;
+        }
+        const n = Math.min(chunkSize, buf.length - end);
+        const got = (await fh.read(buf, end, n, null)).bytesRead;
+        if (got === 0) break;
+        options.onRawChunk?.(Buffer.from(buf.buffer, buf.byteOffset + end, got));
+        end += got;
+        bytesRead += got;
+        start = parser.parse(buf, dv, start, end, base);
+        options.onProgress?.(bytesRead, parser.records);
+      }
+    } finally {
+      await fh.close();
+    }
+    return finish();
+  }
+
+  const raw = createReadStream(path, { highWaterMark: chunkSize });
+  const source: Readable = raw.pipe(createGunzip({ chunkSize: Math.max(64, chunkSize) }));
+  raw.on("error", (err) => source.destroy(err));
+  const onRaw = options.onRawChunk;
+  // No encoding is set on the stream: its chunks are Buffers.
+  if (onRaw !== undefined) raw.on("data", (chunk) => onRaw(chunk as Buffer));
   try {
     for await (const chunk of source as AsyncIterable<Buffer>) {
       let off = 0;
@@ -146,7 +178,6 @@ export async function readCaptureFile(
         off += n;
         start = parser.parse(buf, dv, start, end, base);
       }
-      onPlainChunk?.(chunk);
       options.onProgress?.(raw.bytesRead, parser.records);
     }
   } catch (err) {
@@ -161,22 +192,26 @@ export async function readCaptureFile(
   } finally {
     raw.destroy();
   }
-  const leftover = end - start;
-  if (gzipCut) {
-    warnings.push(
-      `gzip stream cut short or corrupt after ${base + end} decompressed bytes: ${parser.records} records read`,
-    );
-  } else if (leftover > 0) {
-    warnings.push(
-      `file cut short at byte offset ${base + start}${compressed ? " (decompressed)" : ""}: ${parser.records} records read, ${leftover} trailing bytes of an incomplete ${format === "pcap" ? "record" : "block"} ignored`,
-    );
+  return finish();
+
+  function finish(): ReadSummary {
+    const leftover = end - start;
+    if (gzipCut) {
+      warnings.push(
+        `gzip stream cut short or corrupt after ${base + end} decompressed bytes: ${parser.records} records read`,
+      );
+    } else if (leftover > 0) {
+      warnings.push(
+        `file cut short at byte offset ${base + start}${compressed ? " (decompressed)" : ""}: ${parser.records} records read, ${leftover} trailing bytes of an incomplete ${known === "pcap" ? "record" : "block"} ignored`,
+      );
+    }
+    return {
+      format: known,
+      compressed,
+      linkTypes: [...parser.linkTypes],
+      records: parser.records,
+      bytes: base + start,
+      warnings,
+    };
   }
-  return {
-    format,
-    compressed,
-    linkTypes: [...parser.linkTypes],
-    records: parser.records,
-    bytes: base + start,
-    warnings,
-  };
 }
