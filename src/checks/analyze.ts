@@ -73,6 +73,7 @@ function run(db: Db, reader: Db, options: AnalyzeOptions, t0: number): AnalyzeSu
         writer.addConnection(c);
       },
     );
+    writer.flush();
     const ctx: CheckContext = {
       nodes: data.nodes,
       services,

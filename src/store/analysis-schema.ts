@@ -103,16 +103,69 @@ export interface StoredFinding {
  * Replaces the previous analysis in one transaction: a run that fails leaves the previous
  * results as they were, and the checks read the new connections before the commit.
  */
+/**
+ * Multi-row INSERT: one statement step per BATCH rows instead of one per row (analyze writes
+ * millions of rows; the per-statement overhead dominated).
+ */
+class BatchInsert {
+  private readonly many;
+  private readonly one;
+  private readonly values: unknown[];
+  private rows = 0;
+
+  constructor(
+    db: Db,
+    head: string,
+    private readonly columns: number,
+    private readonly batch: number,
+  ) {
+    const row = `(${new Array(columns).fill("?").join(", ")})`;
+    this.many = db.prepare(`${head} ${new Array(batch).fill(row).join(", ")}`);
+    this.one = db.prepare(`${head} ${row}`);
+    this.values = new Array(columns * batch).fill(null);
+  }
+
+  /** Offset in `values` of the next row's first column; call `added()` once it is filled. */
+  get offset(): number {
+    return this.rows * this.columns;
+  }
+
+  get buffer(): unknown[] {
+    return this.values;
+  }
+
+  added(): void {
+    if (++this.rows === this.batch) {
+      this.many.run(this.values);
+      this.rows = 0;
+    }
+  }
+
+  flush(): void {
+    for (let r = 0; r < this.rows; r++) {
+      this.one.run(this.values.slice(r * this.columns, (r + 1) * this.columns));
+    }
+    this.rows = 0;
+  }
+
+  discard(): void {
+    this.rows = 0;
+  }
+}
+
+/**
+ * Replaces the previous analysis in one transaction: a run that fails leaves the previous
+ * results as they were, and the checks read the new connections after `flush()`.
+ */
 export class AnalysisWriter {
   private readonly insConn;
   private readonly insLeg;
   private readonly insFinding;
 
   constructor(private readonly db: Db) {
-    this.insConn = db.prepare(
-      `INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.insLeg = db.prepare("INSERT OR IGNORE INTO connection_legs VALUES (?, ?)");
+    // 25 columns x 40 rows and 2 x 400 stay far below SQLite's 32,766 bound parameters.
+    this.insConn = new BatchInsert(db, "INSERT INTO connections VALUES", 25, 40);
+    this.insLeg = new BatchInsert(db, "INSERT OR IGNORE INTO connection_legs VALUES", 2, 400);
     this.insFinding = db.prepare(
       "INSERT INTO findings (check_id, severity, service, node, from_ts, to_ts, summary, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
@@ -137,34 +190,47 @@ export class AnalysisWriter {
   }
 
   addConnection(c: StoredConnection): void {
-    this.insConn.run(
-      c.id,
-      c.proto,
-      c.client.ip,
-      c.client.port,
-      c.vip.ip,
-      c.vip.port,
-      c.service,
-      c.node,
-      c.hook,
-      c.endpoint?.ip ?? null,
-      c.endpoint?.port ?? null,
-      c.snat?.ip ?? null,
-      c.snat?.port ?? null,
-      c.verdict,
-      c.start,
-      c.end,
-      this.json(c.path),
-      this.json(c.candidates),
-      c.vipFrom,
-      c.answered ? 1 : 0,
-      c.refusal,
-      c.connState,
-      c.rulesetId,
-      JSON.stringify(c.translationIds),
-      JSON.stringify(c.conntrackIds),
-    );
-    for (const leg of c.legIds) this.insLeg.run(c.id, leg);
+    const v = this.insConn.buffer;
+    const o = this.insConn.offset;
+    v[o] = c.id;
+    v[o + 1] = c.proto;
+    v[o + 2] = c.client.ip;
+    v[o + 3] = c.client.port;
+    v[o + 4] = c.vip.ip;
+    v[o + 5] = c.vip.port;
+    v[o + 6] = c.service;
+    v[o + 7] = c.node;
+    v[o + 8] = c.hook;
+    v[o + 9] = c.endpoint?.ip ?? null;
+    v[o + 10] = c.endpoint?.port ?? null;
+    v[o + 11] = c.snat?.ip ?? null;
+    v[o + 12] = c.snat?.port ?? null;
+    v[o + 13] = c.verdict;
+    v[o + 14] = c.start;
+    v[o + 15] = c.end;
+    v[o + 16] = this.json(c.path);
+    v[o + 17] = this.json(c.candidates);
+    v[o + 18] = c.vipFrom;
+    v[o + 19] = c.answered ? 1 : 0;
+    v[o + 20] = c.refusal;
+    v[o + 21] = c.connState;
+    v[o + 22] = c.rulesetId;
+    v[o + 23] = c.translationIds.length === 0 ? "[]" : JSON.stringify(c.translationIds);
+    v[o + 24] = c.conntrackIds.length === 0 ? "[]" : JSON.stringify(c.conntrackIds);
+    this.insConn.added();
+    const lv = this.insLeg.buffer;
+    for (const leg of c.legIds) {
+      const lo = this.insLeg.offset;
+      lv[lo] = c.id;
+      lv[lo + 1] = leg;
+      this.insLeg.added();
+    }
+  }
+
+  /** Write buffered connections: call before reading them back. */
+  flush(): void {
+    this.insConn.flush();
+    this.insLeg.flush();
   }
 
   addFinding(f: StoredFinding): void {
@@ -187,10 +253,13 @@ export class AnalysisWriter {
   }
 
   commit(): void {
+    this.flush();
     this.db.exec("COMMIT");
   }
 
   rollback(): void {
+    this.insConn.discard();
+    this.insLeg.discard();
     if (this.db.inTransaction) this.db.exec("ROLLBACK");
   }
 }
@@ -205,7 +274,8 @@ export interface ConnectionFilter {
 type Row = Record<string, unknown>;
 
 const COLUMNS =
-  "id, proto, client_ip, client_port, vip_ip, vip_port, service, node, hook, endpoint_ip, endpoint_port, snat_ip, snat_port, verdict, start, end, path, candidates, vip_from, answered, refusal, conn_state, ruleset_id, translation_ids, conntrack_ids";
+  "id, proto, client_ip, client_port, vip_ip, vip_port, service, node, hook, endpoint_ip, endpoint_port, snat_ip, snat_port, verdict, start, end, path, candidates, vip_from, answered, refusal, conn_state, ruleset_id";
+const ID_COLUMNS = ", translation_ids, conntrack_ids";
 
 /**
  * Checks read every connection several times: JSON columns repeat (one candidates list per
@@ -282,9 +352,10 @@ export function* iterateConnections(
     where.push(`verdict IN (${filter.verdicts.map(() => "?").join(", ") || "NULL"})`);
     args.push(...filter.verdicts);
   }
-  const sql = `SELECT ${COLUMNS} FROM connections ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY start, id`;
-  const memo = new JsonMemo();
   const ids = options.ids ?? false;
+  // The id lists are long strings nobody reads unless asked: do not fetch them.
+  const sql = `SELECT ${COLUMNS}${ids ? ID_COLUMNS : ""} FROM connections ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY start, id`;
+  const memo = new JsonMemo();
   for (const r of db
     .prepare(sql)
     .raw()
