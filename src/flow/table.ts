@@ -207,6 +207,8 @@ export class FlowTable {
   private readonly legPool: Leg[] = [];
   private readonly translationPool: Translation[] = [];
   private serials = 0;
+  /** Capture time of the packet being added. */
+  private readonly now = new Float64Array(1);
 
   // The tuple being looked up (packet or ICMP-quoted), set by the caller of find().
   private kData: Uint8Array = new Uint8Array(0);
@@ -255,6 +257,14 @@ export class FlowTable {
 
   /** Account one decoded packet at capture time `ts` (epoch seconds) on interface `ifId`. */
   add(p: Packet, ts: number, ifId: number): void {
+    // The time travels in a typed array: a double passed to a function that is not inlined is
+    // a heap number per call, i.e. per packet.
+    this.now[0] = ts;
+    this.addNow(p, ifId);
+  }
+
+  private addNow(p: Packet, ifId: number): void {
+    const ts = this.now[0]!;
     if (ts >= this.nextSweep) {
       this.sweep(ts);
       this.nextSweep = ts + 1;
@@ -307,7 +317,7 @@ export class FlowTable {
     }
     let fromOrig = this.fromOrig;
     if (leg === null) {
-      leg = this.create(h, ifId, p, ts);
+      leg = this.create(h, ifId, p);
       fromOrig = true;
       // A SYN-ACK first: its receiver opened the connection (Zeek flips and notes "^").
       if (isTcp && (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
@@ -346,7 +356,7 @@ export class FlowTable {
       this.touch(leg, list);
       leg.touchedTs = ts;
     }
-    this.detectTranslation(p, leg, fromOrig, ts, ifId);
+    this.detectTranslation(p, leg, fromOrig, ifId);
   }
 
   /** Close every live leg (end of capture). */
@@ -440,7 +450,8 @@ export class FlowTable {
     return null;
   }
 
-  private create(h: number, ifId: number, p: Packet, ts: number): Leg {
+  private create(h: number, ifId: number, p: Packet): Leg {
+    const ts = this.now[0]!;
     const leg = this.legPool.pop() ?? new Leg();
     leg.serial = ++this.serials;
     leg.hash = h;
@@ -759,13 +770,8 @@ export class FlowTable {
     errors[key] = (errors[key] ?? 0) + 1;
   }
 
-  private detectTranslation(
-    p: Packet,
-    leg: Leg,
-    fromOrig: boolean,
-    ts: number,
-    ifId: number,
-  ): void {
+  private detectTranslation(p: Packet, leg: Leg, fromOrig: boolean, ifId: number): void {
+    const ts = this.now[0]!;
     const dir = p.direction;
     const fp = fingerprint(p);
     const check = fp2;
@@ -787,9 +793,9 @@ export class FlowTable {
         // Without packet types the earlier timestamp is the pre-NAT copy; multi-interface
         // writers (dumpcap) do not keep the file in time order across interfaces.
         if (dir === DIR_UNKNOWN && ts < this.ringTs[slot]!) {
-          this.recordTranslation(leg, fromOrig, inLeg, inFromOrig, ts);
+          this.recordTranslation(leg, fromOrig, inLeg, inFromOrig);
         } else {
-          this.recordTranslation(inLeg, inFromOrig, leg, fromOrig, ts);
+          this.recordTranslation(inLeg, inFromOrig, leg, fromOrig);
         }
         return;
       }
@@ -824,8 +830,8 @@ export class FlowTable {
     inFromOrig: boolean,
     outLeg: Leg,
     outFromOrig: boolean,
-    ts: number,
   ): void {
+    const ts = this.now[0]!;
     // Orient by the connection: a reply's translation is the request's, read backwards.
     const forward = inFromOrig;
     const preLeg = forward ? inLeg : outLeg;
