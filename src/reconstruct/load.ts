@@ -91,8 +91,13 @@ export function loadAnalysis(db: Db): AnalysisData {
 
   const simulator = netfilterSimulator(parsed, rulesets, addrs);
 
-  const ifaceNames = new Map<string, string | null>();
-  for (const i of listInterfaces(db)) ifaceNames.set(`${i.captureId}|${i.idx}`, i.name);
+  // Looked up once per leg: by number, no key string built per row.
+  const ifaceNames = new Map<number, Map<number, string | null>>();
+  for (const i of listInterfaces(db)) {
+    let byIdx = ifaceNames.get(i.captureId);
+    if (byIdx === undefined) ifaceNames.set(i.captureId, (byIdx = new Map()));
+    byIdx.set(i.idx, i.name);
+  }
 
   const conntrack: ConntrackView[] = [];
   for (const c of listConntrack(db)) {
@@ -186,7 +191,7 @@ export function loadAnalysis(db: Db): AnalysisData {
         yield {
           id: r[0] as number,
           node: (r[2] as string | null) ?? `capture-${captureId}`,
-          iface: ifaceNames.get(`${captureId}|${r[3] as number}`) ?? null,
+          iface: ifaceNames.get(captureId)?.get(r[3] as number) ?? null,
           proto: r[4] as number,
           origIp: r[5] as string,
           origPort: r[6] as number,

@@ -54,6 +54,7 @@ export interface WorkConnection {
   postLegs: LegView[];
   translationIds: number[];
   conntrackIds: number[];
+  /** Tuple keys it is open under; the first is the pre-NAT tuple's. */
   keys: string[];
 }
 
@@ -330,7 +331,7 @@ export function reconstruct(
     const key = legKey(leg);
     const w = open.get(key);
     if (w !== undefined && Math.abs(leg.firstTs - w.start) <= skew && !seenHere(w, leg)) {
-      attach(w, leg, key === tupleKey(w.pre) ? "pre" : "post");
+      attach(w, leg, key === w.keys[0] ? "pre" : "post");
       return;
     }
     const b: Buffered = { leg, key, claimed: false };
