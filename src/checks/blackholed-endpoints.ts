@@ -1,5 +1,5 @@
-import type { CheckContext, Finding } from "./types.js";
-import { defineCheck } from "./types.js";
+import type { CheckContext, ConnectionPass, Finding } from "./types.js";
+import { defineCheck, runPass } from "./types.js";
 import { endpointText } from "./util.js";
 
 type BlackholedFinding = Extract<Finding, { check: "blackholed-endpoints" }>;
@@ -25,11 +25,18 @@ export const blackholedEndpoints = defineCheck({
   description:
     "Endpoints whose translated connections go unanswered (Zeek S0) or are refused with RST/ICMP unreachable.",
   run(ctx: CheckContext): BlackholedFinding[] {
-    const groups = new Map<string, Group>();
-    const end = ctx.range?.to ?? Number.POSITIVE_INFINITY;
-    for (const c of ctx.connections()) {
-      if (c.endpoint === null || c.service === null) continue;
-      if (c.start > end - TAIL_SECONDS) continue;
+    return runPass(ctx, pass(ctx));
+  },
+  pass,
+});
+
+function pass(ctx: CheckContext): ConnectionPass<BlackholedFinding> {
+  const groups = new Map<string, Group>();
+  const end = ctx.range?.to ?? Number.POSITIVE_INFINITY;
+  return {
+    visit(c) {
+      if (c.endpoint === null || c.service === null) return;
+      if (c.start > end - TAIL_SECONDS) return;
       const ep = endpointText(c.endpoint.ip, c.endpoint.port);
       const key = `${c.service}|${ep}`;
       let g = groups.get(key);
@@ -57,30 +64,36 @@ export const blackholedEndpoints = defineCheck({
         g.to = Math.max(g.to, c.start);
         if (g.unanswered + g.refused === 1) g.from = c.start;
       }
-    }
-    const out: BlackholedFinding[] = [];
-    for (const g of groups.values()) {
-      const bad = g.unanswered + g.refused;
-      // One lost answer is capture loss more often than a dead pod.
-      if (bad < 2 || bad / g.total < 0.5) continue;
-      const all = bad === g.total;
-      out.push({
-        check: "blackholed-endpoints",
-        severity: all && bad >= 3 ? "error" : "warning",
-        service: g.service,
-        node: g.nodes.size === 1 ? ([...g.nodes][0] ?? null) : null,
-        from: g.from,
-        to: g.to,
-        summary: `${bad} of ${g.total} connection(s) translated to ${g.endpoint} (${g.service}) were ${g.refused > 0 && g.unanswered === 0 ? "refused" : g.refused > 0 ? "unanswered or refused" : "never answered"}; check that pod's readiness and the route to it.`,
-        evidence: {
-          endpoint: g.endpoint,
-          connections: g.total,
-          unanswered: g.unanswered,
-          refused: g.refused,
-          connectionIds: g.ids,
-        },
-      });
-    }
-    return out;
-  },
-});
+    },
+    finish() {
+      return report(groups);
+    },
+  };
+}
+
+function report(groups: Map<string, Group>): BlackholedFinding[] {
+  const out: BlackholedFinding[] = [];
+  for (const g of groups.values()) {
+    const bad = g.unanswered + g.refused;
+    // One lost answer is capture loss more often than a dead pod.
+    if (bad < 2 || bad / g.total < 0.5) continue;
+    const all = bad === g.total;
+    out.push({
+      check: "blackholed-endpoints",
+      severity: all && bad >= 3 ? "error" : "warning",
+      service: g.service,
+      node: g.nodes.size === 1 ? ([...g.nodes][0] ?? null) : null,
+      from: g.from,
+      to: g.to,
+      summary: `${bad} of ${g.total} connection(s) translated to ${g.endpoint} (${g.service}) were ${g.refused > 0 && g.unanswered === 0 ? "refused" : g.refused > 0 ? "unanswered or refused" : "never answered"}; check that pod's readiness and the route to it.`,
+      evidence: {
+        endpoint: g.endpoint,
+        connections: g.total,
+        unanswered: g.unanswered,
+        refused: g.refused,
+        connectionIds: g.ids,
+      },
+    });
+  }
+  return out;
+}

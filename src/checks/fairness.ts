@@ -1,7 +1,7 @@
 import type { Connection } from "../reconstruct/types.js";
 import { goodnessOfFit } from "./stats.js";
-import type { CheckContext, Finding } from "./types.js";
-import { defineCheck } from "./types.js";
+import type { CheckContext, ConnectionPass, Finding } from "./types.js";
+import { defineCheck, runPass } from "./types.js";
 import { endpointText, findService, round, serviceRuleLines } from "./util.js";
 
 type FairnessFinding = Extract<Finding, { check: "fairness" }>;
@@ -20,39 +20,48 @@ interface Group {
   affinityClients: Set<string> | null;
 }
 
-function trafficFairness(ctx: CheckContext): FairnessFinding[] {
+function trafficFairness(ctx: CheckContext): ConnectionPass<FairnessFinding> {
   const groups = new Map<string, Group>();
-  for (const c of ctx.connections(CHOSEN_LIST)) {
-    if (!CHOSEN.has(c.verdict) || c.endpoint === null || c.service === null || c.node === null) {
-      continue;
-    }
-    if (c.candidates.length < 2) continue;
-    const sig = candidateSignature(c);
-    const key = `${c.service}|${c.node}|${sig}`;
-    let g = groups.get(key);
-    if (g === undefined) {
-      const rs = c.rulesetId === null ? null : ctx.rulesets.at(c.node, c.start);
-      const sp = rs === null ? null : findService(rs, c.service);
-      g = {
-        service: c.service,
-        node: c.node,
-        expected: new Map(c.candidates.map((x) => [x.endpoint, x.probability])),
-        counts: new Map(),
-        from: c.start,
-        to: c.start,
-        // With ClientIP affinity only a client's first connection is a fresh draw.
-        affinityClients: sp?.affinityTimeout != null ? new Set() : null,
-      };
-      groups.set(key, g);
-    }
-    if (g.affinityClients !== null) {
-      if (g.affinityClients.has(c.client.ip)) continue;
-      g.affinityClients.add(c.client.ip);
-    }
-    const ep = endpointText(c.endpoint.ip, c.endpoint.port);
-    g.counts.set(ep, (g.counts.get(ep) ?? 0) + 1);
-    g.to = Math.max(g.to, c.start);
+  return {
+    verdicts: CHOSEN_LIST,
+    visit: (c) => visit(ctx, groups, c),
+    finish: () => report(ctx, groups),
+  };
+}
+
+function visit(ctx: CheckContext, groups: Map<string, Group>, c: Connection): void {
+  if (!CHOSEN.has(c.verdict) || c.endpoint === null || c.service === null || c.node === null) {
+    return;
   }
+  if (c.candidates.length < 2) return;
+  const sig = candidateSignature(c);
+  const key = `${c.service}|${c.node}|${sig}`;
+  let g = groups.get(key);
+  if (g === undefined) {
+    const rs = c.rulesetId === null ? null : ctx.rulesets.at(c.node, c.start);
+    const sp = rs === null ? null : findService(rs, c.service);
+    g = {
+      service: c.service,
+      node: c.node,
+      expected: new Map(c.candidates.map((x) => [x.endpoint, x.probability])),
+      counts: new Map(),
+      from: c.start,
+      to: c.start,
+      // With ClientIP affinity only a client's first connection is a fresh draw.
+      affinityClients: sp?.affinityTimeout != null ? new Set() : null,
+    };
+    groups.set(key, g);
+  }
+  if (g.affinityClients !== null) {
+    if (g.affinityClients.has(c.client.ip)) return;
+    g.affinityClients.add(c.client.ip);
+  }
+  const ep = endpointText(c.endpoint.ip, c.endpoint.port);
+  g.counts.set(ep, (g.counts.get(ep) ?? 0) + 1);
+  g.to = Math.max(g.to, c.start);
+}
+
+function report(ctx: CheckContext, groups: Map<string, Group>): FairnessFinding[] {
   const out: FairnessFinding[] = [];
   for (const g of groups.values()) {
     const eps = [...g.expected.keys()];
@@ -158,6 +167,15 @@ export const fairness = defineCheck({
   description:
     "Connections per endpoint against the rules' probabilities (chi-square, minimum sample), and rules that do not split evenly.",
   run(ctx) {
-    return [...rulesFairness(ctx), ...trafficFairness(ctx)];
+    return runPass(ctx, fairnessPass(ctx));
   },
+  pass: fairnessPass,
 });
+
+function fairnessPass(ctx: CheckContext): ConnectionPass<FairnessFinding> {
+  const traffic = trafficFairness(ctx);
+  return {
+    ...traffic,
+    finish: () => [...rulesFairness(ctx), ...traffic.finish()],
+  };
+}

@@ -246,11 +246,31 @@ export interface CheckContext {
   options: CheckOptions;
 }
 
+/**
+ * A check that reads every connection in start order once: `runChecks` feeds one read of the
+ * connections to all such checks instead of reading millions of rows once per check.
+ */
+export interface ConnectionPass<F extends Finding = Finding> {
+  /** Only connections with one of these verdicts; all when undefined. */
+  verdicts?: readonly Connection["verdict"][];
+  visit(connection: Connection): void;
+  /** The check's findings once every connection was visited. */
+  finish(): F[];
+}
+
 export interface Check<K extends CheckId = CheckId> {
   id: K;
   title: string;
   description: string;
   run(context: CheckContext): Extract<Finding, { check: K }>[];
+  /** When present, `run` is `runPass(context, pass(context))`. */
+  pass?(context: CheckContext): ConnectionPass<Extract<Finding, { check: K }>>;
+}
+
+/** Run one pass on its own. */
+export function runPass<F extends Finding>(ctx: CheckContext, pass: ConnectionPass<F>): F[] {
+  for (const c of ctx.connections(pass.verdicts)) pass.visit(c);
+  return pass.finish();
 }
 
 export function defineCheck<K extends CheckId>(check: Check<K>): Check<K> {
