@@ -1,5 +1,5 @@
-import type { CheckContext, Finding } from "./types.js";
-import { defineCheck } from "./types.js";
+import type { CheckContext, ConnectionPass, Finding } from "./types.js";
+import { defineCheck, runPass } from "./types.js";
 import { findService } from "./util.js";
 
 type NoEndpointsFinding = Extract<Finding, { check: "no-endpoints" }>;
@@ -27,9 +27,17 @@ export const noEndpoints = defineCheck({
   description:
     "Connections the rules reject or drop, and whether the clients saw the RST or ICMP unreachable the rules imply.",
   run(ctx: CheckContext): NoEndpointsFinding[] {
-    const groups = new Map<string, Group>();
-    for (const c of ctx.connections(["rejected", "dropped"])) {
-      if (c.service === null) continue;
+    return runPass(ctx, pass(ctx));
+  },
+  pass,
+});
+
+function pass(ctx: CheckContext): ConnectionPass<NoEndpointsFinding> {
+  const groups = new Map<string, Group>();
+  return {
+    verdicts: ["rejected", "dropped"],
+    visit(c) {
+      if (c.service === null) return;
       const key = `${c.service}|${c.node ?? ""}`;
       let g = groups.get(key);
       if (g === undefined) {
@@ -59,36 +67,42 @@ export const noEndpoints = defineCheck({
       g.verdicts[c.verdict] = (g.verdicts[c.verdict] ?? 0) + 1;
       if (g.ids.length < 20) g.ids.push(c.id);
       g.to = Math.max(g.to, c.start);
-    }
-    const out: NoEndpointsFinding[] = [];
-    for (const g of groups.values()) {
-      const rejected = g.verdicts["rejected"] ?? 0;
-      const silent = rejected - Math.min(rejected, g.answered);
-      let summary = `${g.count} connection(s) to ${g.service}${g.node ? ` on ${g.node}` : ""} were ${rejected > 0 ? "rejected" : "dropped"} because the rules give it no endpoints`;
-      summary += g.localPolicyElsewhere
-        ? ": externalTrafficPolicy is Local and none of its ready endpoints runs on this node, so dropping is by design — send external traffic only to nodes that pass the health check node port."
-        : g.listedEndpoints
-          ? ", although its EndpointSlices list ready endpoints: kube-proxy has not caught up."
-          : silent > 0
-            ? `; ${silent} client(s) got no RST/ICMP for the REJECT — check for a filter in between.`
-            : "; give it ready endpoints or stop the clients.";
-      out.push({
-        check: "no-endpoints",
-        severity: g.localPolicyElsewhere ? "info" : g.listedEndpoints ? "error" : "warning",
-        service: g.service,
-        node: g.node,
-        from: g.from,
-        to: g.to,
-        summary,
-        evidence: {
-          connections: g.count,
-          answered: g.answered,
-          verdicts: g.verdicts,
-          connectionIds: g.ids,
-          localPolicyElsewhere: g.localPolicyElsewhere,
-        },
-      });
-    }
-    return out;
-  },
-});
+    },
+    finish() {
+      return report(groups);
+    },
+  };
+}
+
+function report(groups: Map<string, Group>): NoEndpointsFinding[] {
+  const out: NoEndpointsFinding[] = [];
+  for (const g of groups.values()) {
+    const rejected = g.verdicts["rejected"] ?? 0;
+    const silent = rejected - Math.min(rejected, g.answered);
+    let summary = `${g.count} connection(s) to ${g.service}${g.node ? ` on ${g.node}` : ""} were ${rejected > 0 ? "rejected" : "dropped"} because the rules give it no endpoints`;
+    summary += g.localPolicyElsewhere
+      ? ": externalTrafficPolicy is Local and none of its ready endpoints runs on this node, so dropping is by design — send external traffic only to nodes that pass the health check node port."
+      : g.listedEndpoints
+        ? ", although its EndpointSlices list ready endpoints: kube-proxy has not caught up."
+        : silent > 0
+          ? `; ${silent} client(s) got no RST/ICMP for the REJECT — check for a filter in between.`
+          : "; give it ready endpoints or stop the clients.";
+    out.push({
+      check: "no-endpoints",
+      severity: g.localPolicyElsewhere ? "info" : g.listedEndpoints ? "error" : "warning",
+      service: g.service,
+      node: g.node,
+      from: g.from,
+      to: g.to,
+      summary,
+      evidence: {
+        connections: g.count,
+        answered: g.answered,
+        verdicts: g.verdicts,
+        connectionIds: g.ids,
+        localPolicyElsewhere: g.localPolicyElsewhere,
+      },
+    });
+  }
+  return out;
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { affinity } from "../../src/checks/affinity.js";
 import { blackholedEndpoints } from "../../src/checks/blackholed-endpoints.js";
+import { runChecks } from "../../src/checks/index.js";
 import { noEndpoints } from "../../src/checks/no-endpoints.js";
 import { conn, context, ep, ruleset, snapshot, svc } from "./helpers.js";
 
@@ -118,5 +119,35 @@ describe("affinity", () => {
         context({ rulesets: [ruleset(1, "n1", 0, [svc("default/web:http")])], connections: conns }),
       ),
     ).toEqual([]);
+  });
+});
+
+describe("runChecks", () => {
+  it("reads the connections once for every pass check and finds what each check finds alone", () => {
+    const dead = { ip: "10.244.3.5", port: 8080 };
+    const base = context({
+      range: { from: 0, to: 2000 },
+      connections: [
+        conn({ id: 1, start: 1, endpoint: dead, verdict: "blackholed", answered: false }),
+        conn({ id: 2, start: 2, endpoint: dead, verdict: "blackholed", answered: false }),
+        conn({ id: 3, start: 3, endpoint: dead, verdict: "blackholed", answered: false }),
+        conn({ id: 4, start: 4, verdict: "rejected", endpoint: null, refusal: "icmp" }),
+        conn({ id: 5, start: 5 }),
+      ],
+    });
+    let reads = 0;
+    const ctx = {
+      ...base,
+      connections: (verdicts?: Parameters<typeof base.connections>[0]) => {
+        reads++;
+        return base.connections(verdicts);
+      },
+    };
+    const only = ["fairness", "no-endpoints", "blackholed-endpoints"] as const;
+    const shared = runChecks(ctx, [...only]);
+    expect(reads).toBe(1);
+    const alone = [...noEndpoints.run(base), ...blackholedEndpoints.run(base)];
+    expect(shared).toHaveLength(2);
+    expect(shared).toEqual(expect.arrayContaining(alone));
   });
 });
