@@ -62,6 +62,15 @@ CREATE TABLE analysis_runs (
 );
 `;
 
+/**
+ * One row per connection instead of one per (connection, leg): at a million connections the
+ * child table's inserts and its WAL pages cost more than everything else analyze writes.
+ */
+export const legIdsColumn = `
+ALTER TABLE connections ADD COLUMN leg_ids TEXT NOT NULL DEFAULT '[]';
+DROP TABLE connection_legs;
+`;
+
 export interface StoredConnection {
   id: number;
   proto: "tcp" | "udp" | "sctp";
@@ -159,13 +168,11 @@ class BatchInsert {
  */
 export class AnalysisWriter {
   private readonly insConn;
-  private readonly insLeg;
   private readonly insFinding;
 
   constructor(private readonly db: Db) {
-    // 25 columns x 40 rows and 2 x 400 stay far below SQLite's 32,766 bound parameters.
-    this.insConn = new BatchInsert(db, "INSERT INTO connections VALUES", 25, 40);
-    this.insLeg = new BatchInsert(db, "INSERT OR IGNORE INTO connection_legs VALUES", 2, 400);
+    // 26 columns x 40 rows stay far below SQLite's 32,766 bound parameters.
+    this.insConn = new BatchInsert(db, "INSERT INTO connections VALUES", 26, 40);
     this.insFinding = db.prepare(
       "INSERT INTO findings (check_id, severity, service, node, from_ts, to_ts, summary, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
@@ -186,7 +193,7 @@ export class AnalysisWriter {
   /** Start a run: drop the previous results. */
   begin(): void {
     this.db.exec("BEGIN");
-    this.db.exec("DELETE FROM connection_legs; DELETE FROM connections; DELETE FROM findings;");
+    this.db.exec("DELETE FROM connections; DELETE FROM findings;");
   }
 
   addConnection(c: StoredConnection): void {
@@ -217,20 +224,13 @@ export class AnalysisWriter {
     v[o + 22] = c.rulesetId;
     v[o + 23] = c.translationIds.length === 0 ? "[]" : JSON.stringify(c.translationIds);
     v[o + 24] = c.conntrackIds.length === 0 ? "[]" : JSON.stringify(c.conntrackIds);
+    v[o + 25] = c.legIds.length === 0 ? "[]" : JSON.stringify(c.legIds);
     this.insConn.added();
-    const lv = this.insLeg.buffer;
-    for (const leg of c.legIds) {
-      const lo = this.insLeg.offset;
-      lv[lo] = c.id;
-      lv[lo + 1] = leg;
-      this.insLeg.added();
-    }
   }
 
   /** Write buffered connections: call before reading them back. */
   flush(): void {
     this.insConn.flush();
-    this.insLeg.flush();
   }
 
   addFinding(f: StoredFinding): void {
@@ -259,7 +259,6 @@ export class AnalysisWriter {
 
   rollback(): void {
     this.insConn.discard();
-    this.insLeg.discard();
     if (this.db.inTransaction) this.db.exec("ROLLBACK");
   }
 }
@@ -365,11 +364,10 @@ export function* iterateConnections(
 }
 
 export function connectionLegs(db: Db, connectionId: number): number[] {
-  return (
-    db
-      .prepare("SELECT leg_id FROM connection_legs WHERE connection_id = ? ORDER BY leg_id")
-      .all(connectionId) as { leg_id: number }[]
-  ).map((r) => r.leg_id);
+  const row = db.prepare("SELECT leg_ids FROM connections WHERE id = ?").get(connectionId) as
+    | { leg_ids: string }
+    | undefined;
+  return row === undefined ? [] : (JSON.parse(row.leg_ids) as number[]).sort((a, b) => a - b);
 }
 
 export function countConnectionsByVerdict(db: Db): Record<string, number> {

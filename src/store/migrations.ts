@@ -1,4 +1,4 @@
-import { analysisSchema } from "./analysis-schema.js";
+import { analysisSchema, legIdsColumn } from "./analysis-schema.js";
 
 /**
  * The schema, as an ordered list of migrations. `PRAGMA user_version` holds how many have been
@@ -294,4 +294,5 @@ export const migrations: readonly Migration[] = [
     name: "inputs keyed by identity (content, and node and time for snapshots)",
     sql: inputIdentity,
   },
+  { name: "connections.leg_ids replaces connection_legs", sql: legIdsColumn },
 ];

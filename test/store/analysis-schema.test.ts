@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  AnalysisWriter,
+  connectionLegs,
+  iterateConnections,
+  type StoredConnection,
+} from "../../src/store/analysis-schema.js";
+import { openDb } from "../../src/store/db.js";
+import { migrations } from "../../src/store/migrations.js";
+
+const dir = mkdtempSync(join(tmpdir(), "svctrace-analysis-schema-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function connection(id: number, legIds: number[]): StoredConnection {
+  return {
+    id,
+    proto: "tcp",
+    client: { ip: "10.244.1.10", port: 40000 + id },
+    vip: { ip: "10.96.0.10", port: 80 },
+    service: "default/web:http",
+    node: "n1",
+    hook: "prerouting",
+    endpoint: { ip: "10.244.2.5", port: 8080 },
+    snat: null,
+    verdict: "consistent",
+    start: 1000 + id,
+    end: 1001 + id,
+    path: ["KUBE-SERVICES"],
+    candidates: [{ endpoint: "10.244.2.5:8080", probability: 1 }],
+    vipFrom: "translation",
+    answered: true,
+    refusal: null,
+    connState: "SF",
+    rulesetId: null,
+    legIds,
+    translationIds: [],
+    conntrackIds: [],
+  };
+}
+
+describe("analysis tables", () => {
+  it("keep each connection's legs with it, and a rerun replaces them", () => {
+    const db = openDb(join(dir, "a.db"));
+    for (const legs of [
+      [7, 3, 5],
+      [9, 8],
+    ]) {
+      const w = new AnalysisWriter(db);
+      w.begin();
+      w.addConnection(connection(1, legs));
+      w.addConnection(connection(2, []));
+      w.commit();
+    }
+    expect(connectionLegs(db, 1)).toEqual([8, 9]);
+    expect(connectionLegs(db, 2)).toEqual([]);
+    expect(connectionLegs(db, 3)).toEqual([]);
+    expect([...iterateConnections(db)].map((c) => c.id)).toEqual([1, 2]);
+    db.close();
+  });
+
+  it("upgrades a database analyzed before leg ids moved into connections", () => {
+    const path = join(dir, "old.db");
+    const old = openDb(path, { migrations: migrations.slice(0, 5) });
+    old.exec("INSERT INTO connection_legs VALUES (1, 2)");
+    old.close();
+    const db = openDb(path);
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+      .all()
+      .map((r) => (r as { name: string }).name);
+    expect(tables).not.toContain("connection_legs");
+    const w = new AnalysisWriter(db);
+    w.begin();
+    w.addConnection(connection(1, [4]));
+    w.commit();
+    expect(connectionLegs(db, 1)).toEqual([4]);
+    db.close();
+  });
+});
