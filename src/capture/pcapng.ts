@@ -173,35 +173,30 @@ export class PcapngParser implements StreamParser {
     return iface;
   }
 
+  /**
+   * EPB and the obsolete PB share a layout from byte 12 on; they differ in the interface id's
+   * width (the PB's upper 16 bits count drops) and in the block's name in errors.
+   */
   private readEpb(buf: Uint8Array, dv: DataView, pos: number, len: number, base: number): void {
-    if (len < 32) this.tooShort("enhanced packet", pos, len, base);
-    const le = this.le;
-    const iface = this.iface(dv.getUint32(pos + 8, le), pos, base);
-    const capLen = dv.getUint32(pos + 20, le);
-    if (28 + capLen + 4 > len) this.badCapLen(capLen, pos, len, base);
-    this.tsToSecNs(dv.getUint32(pos + 12, le), dv.getUint32(pos + 16, le), iface.unitsPerSec);
-    const rec = this.rec;
-    rec.flags = -1;
-    const optStart = pos + 28 + ((capLen + 3) & ~3);
-    const optEnd = pos + len - 4;
-    if (optStart + 4 <= optEnd) rec.flags = this.findFlags(dv, optStart, optEnd);
-    rec.tsSec = this.outSec + iface.tsOffset;
-    rec.tsNsec = this.outNs;
-    rec.origLen = dv.getUint32(pos + 24, le);
-    rec.buf = buf;
-    rec.start = pos + 28;
-    rec.end = pos + 28 + capLen;
-    rec.interfaceId = iface.globalId;
-    rec.linkType = iface.linkType;
-    rec.offset = base + pos;
-    this.records++;
-    this.sink.record(rec);
+    this.readPacketBlock(buf, dv, pos, len, base, true);
   }
 
   private readPb(buf: Uint8Array, dv: DataView, pos: number, len: number, base: number): void {
-    if (len < 32) this.tooShort("packet", pos, len, base);
+    this.readPacketBlock(buf, dv, pos, len, base, false);
+  }
+
+  private readPacketBlock(
+    buf: Uint8Array,
+    dv: DataView,
+    pos: number,
+    len: number,
+    base: number,
+    enhanced: boolean,
+  ): void {
+    if (len < 32) this.tooShort(enhanced ? "enhanced packet" : "packet", pos, len, base);
     const le = this.le;
-    const iface = this.iface(dv.getUint16(pos + 8, le), pos, base);
+    const interfaceId = enhanced ? dv.getUint32(pos + 8, le) : dv.getUint16(pos + 8, le);
+    const iface = this.iface(interfaceId, pos, base);
     const capLen = dv.getUint32(pos + 20, le);
     if (28 + capLen + 4 > len) this.badCapLen(capLen, pos, len, base);
     this.tsToSecNs(dv.getUint32(pos + 12, le), dv.getUint32(pos + 16, le), iface.unitsPerSec);

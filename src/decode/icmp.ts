@@ -10,6 +10,18 @@ export function isIcmpError(type: number): boolean {
  * port unreachable can be tied to the leg it answers.
  */
 export function decodeIcmp(p: Packet, off: number, end: number): boolean {
+  const type = decodeIcmpHeader(p, off, end);
+  if (type < 0) return false;
+  if (type === 0 || type === 8) p.icmpId = u16(p.data, off + 4);
+  else if (isIcmpError(type)) decodeQuotedIPv4(p, off + 8, end);
+  return true;
+}
+
+/**
+ * The 8-byte header ICMP and ICMPv6 share: type, code, and the body as payload. Returns the
+ * type, or -1 (with the anomaly counted) when the header is cut.
+ */
+export function decodeIcmpHeader(p: Packet, off: number, end: number): number {
   const d = p.data;
   if (end - off < 8) {
     if (end - off >= 2) {
@@ -17,7 +29,7 @@ export function decodeIcmp(p: Packet, off: number, end: number): boolean {
       p.icmpCode = d[off + 1]!;
     }
     p.fail(A.truncated_icmp_header);
-    return false;
+    return -1;
   }
   const type = d[off]!;
   p.icmpType = type;
@@ -25,9 +37,7 @@ export function decodeIcmp(p: Packet, off: number, end: number): boolean {
   p.payloadOff = off + 8;
   p.payloadLen = end - off - 8;
   p.wirePayloadLen = Math.max(0, p.ipLen - (off - p.ipOff) - 8);
-  if (type === 0 || type === 8) p.icmpId = u16(d, off + 4);
-  else if (isIcmpError(type)) decodeQuotedIPv4(p, off + 8, end);
-  return true;
+  return type;
 }
 
 function decodeQuotedIPv4(p: Packet, off: number, end: number): void {

@@ -1,3 +1,4 @@
+import { decodeIcmpHeader } from "./icmp.js";
 import { A, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, type Packet, u16 } from "./packet.js";
 
 /** ICMPv6 error types (destination unreachable, packet too big, time exceeded, parameter problem). */
@@ -6,22 +7,9 @@ export function isIcmpv6Error(type: number): boolean {
 }
 
 export function decodeIcmpv6(p: Packet, off: number, end: number): boolean {
-  const d = p.data;
-  if (end - off < 8) {
-    if (end - off >= 2) {
-      p.icmpType = d[off]!;
-      p.icmpCode = d[off + 1]!;
-    }
-    p.fail(A.truncated_icmp_header);
-    return false;
-  }
-  const type = d[off]!;
-  p.icmpType = type;
-  p.icmpCode = d[off + 1]!;
-  p.payloadOff = off + 8;
-  p.payloadLen = end - off - 8;
-  p.wirePayloadLen = Math.max(0, p.ipLen - (off - p.ipOff) - 8);
-  if (type === 128 || type === 129) p.icmpId = u16(d, off + 4);
+  const type = decodeIcmpHeader(p, off, end);
+  if (type < 0) return false;
+  if (type === 128 || type === 129) p.icmpId = u16(p.data, off + 4);
   else if (isIcmpv6Error(type)) decodeQuotedIPv6(p, off + 8, end);
   return true;
 }

@@ -1,5 +1,6 @@
 import type { DnsAnswer, DnsRecord, LegRecord, TranslationRecord } from "../flow/types.js";
 import type { Db } from "./db.js";
+import type { ConntrackRow } from "./writer.js";
 
 /**
  * Typed reads over the store, for the CLI, reconstruct, checks and report. Each returns plain
@@ -75,28 +76,11 @@ export interface StoredRule {
   comment: string | null;
 }
 
-export interface StoredConntrack {
+export interface StoredConntrack extends ConntrackRow {
   id: number;
   inputId: number;
   node: string | null;
   takenAt: number | null;
-  line: number;
-  family: "ipv4" | "ipv6";
-  proto: number;
-  state: string | null;
-  timeout: number | null;
-  origSrc: string;
-  origDst: string;
-  origSport: number | null;
-  origDport: number | null;
-  replySrc: string;
-  replyDst: string;
-  replySport: number | null;
-  replyDport: number | null;
-  mark: number | null;
-  zone: number | null;
-  flags: string[];
-  raw: string;
 }
 
 export interface StoredInventorySnapshot {
