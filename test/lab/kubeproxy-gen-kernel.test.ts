@@ -1,45 +1,16 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  type GenEndpoint,
   type GenNode,
   type GenServicePort,
   generateIptablesRestore,
   generateIptablesSync,
 } from "../../src/lab/kubeproxy-gen.js";
+import { ep, svc } from "./gen-helpers.js";
 
 const isRoot = process.getuid?.() === 0;
 const hasIptables = spawnSync("iptables-restore", ["--version"]).status === 0;
 const NS = `svt-gen-r${process.pid}`;
-
-function ep(ip: string, nodeName: string | null = null): GenEndpoint {
-  return { ip, port: 80, ready: true, serving: true, terminating: false, nodeName };
-}
-
-function svc(
-  ns: string,
-  name: string,
-  clusterIP: string,
-  more: Partial<GenServicePort>,
-): GenServicePort {
-  return {
-    namespace: ns,
-    name,
-    portName: "p80",
-    protocol: "TCP",
-    clusterIP,
-    port: 80,
-    nodePort: null,
-    externalIPs: [],
-    loadBalancerIPs: [],
-    loadBalancerSourceRanges: [],
-    sessionAffinityTimeout: null,
-    externalTrafficPolicy: "Cluster",
-    internalTrafficPolicy: "Cluster",
-    endpoints: [],
-    ...more,
-  };
-}
 
 const node: GenNode = { name: "n1", nodeIPs: ["192.168.0.2"], clusterCIDR: "10.0.0.0/8" };
 

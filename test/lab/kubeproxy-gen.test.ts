@@ -4,13 +4,13 @@ import { describe, expect, it } from "vitest";
 import {
   computeProbability,
   endpointChainName,
-  type GenEndpoint,
   type GenNode,
   type GenServicePort,
   generateIptablesRestore,
   generateIptablesSync,
   portProtoHash,
 } from "../../src/lab/kubeproxy-gen.js";
+import { ep, svc } from "./gen-helpers.js";
 
 // In CI shared/ sits beside the repo; in the shared working tree it is /work/shared.
 const refDir = [
@@ -55,35 +55,6 @@ const node: GenNode = {
   nodeIPs: ["192.168.0.2"],
   clusterCIDR: "10.0.0.0/8",
 };
-
-function ep(ip: string, nodeName: string | null = null): GenEndpoint {
-  return { ip, port: 80, ready: true, serving: true, terminating: false, nodeName };
-}
-
-function svc(
-  ns: string,
-  name: string,
-  clusterIP: string,
-  more: Partial<GenServicePort>,
-): GenServicePort {
-  return {
-    namespace: ns,
-    name,
-    portName: "p80",
-    protocol: "TCP",
-    clusterIP,
-    port: 80,
-    nodePort: null,
-    externalIPs: [],
-    loadBalancerIPs: [],
-    loadBalancerSourceRanges: [],
-    sessionAffinityTimeout: null,
-    externalTrafficPolicy: "Cluster",
-    internalTrafficPolicy: "Cluster",
-    endpoints: [],
-    ...more,
-  };
-}
 
 // The Services of upstream TestOverallIPTablesRules (proxier_test.go @531be812), as the
 // reference file's SOURCE line and the test code describe them.
