@@ -1,12 +1,12 @@
 import { InventoryTimeline, RuleSetTimeline, ServiceIndex } from "../reconstruct/index-services.js";
-import { loadAnalysis } from "../reconstruct/load.js";
+import { type AnalysisData, loadAnalysis } from "../reconstruct/load.js";
 import type { ReconstructStats } from "../reconstruct/reconstruct.js";
 import { reconstruct } from "../reconstruct/reconstruct.js";
 import type { Connection } from "../reconstruct/types.js";
 import { AnalysisWriter, iterateConnections } from "../store/analysis-schema.js";
 import type { Db } from "../store/index.js";
 import { openDb } from "../store/index.js";
-import { runChecks } from "./index.js";
+import { startChecks } from "./index.js";
 import type { CheckContext, CheckOptions, Finding, Severity } from "./types.js";
 import { DEFAULT_CHECK_OPTIONS } from "./types.js";
 
@@ -44,50 +44,60 @@ export function analyze(db: Db, options: AnalyzeOptions = {}): AnalyzeSummary {
   }
 }
 
+/** What the checks read: the loaded inputs, and the connections stored in `db`. */
+export function checkContext(
+  db: Db,
+  data: AnalysisData,
+  checks: Partial<CheckOptions> = {},
+): CheckContext {
+  return {
+    nodes: data.nodes,
+    services: new ServiceIndex(data.nodes, [
+      ...data.rulesets.map((r) => r.services),
+      ...data.inventory.map((s) => s.services),
+    ]),
+    rulesets: new RuleSetTimeline(data.rulesets),
+    inventory: new InventoryTimeline(data.inventory),
+    // For the checks that need connections in start order: by then all are written (flushed).
+    connections: (verdicts) =>
+      iterateConnections(db, verdicts === undefined ? {} : { verdicts }) as Iterable<Connection>,
+    conntrack: data.conntrack,
+    dns: data.dns,
+    podEnvs: data.podEnvs,
+    range: data.range,
+    options: { ...DEFAULT_CHECK_OPTIONS, ...checks },
+  };
+}
+
 function run(db: Db, reader: Db, options: AnalyzeOptions, t0: number): AnalyzeSummary {
   const data = loadAnalysis(reader);
-  const rulesets = new RuleSetTimeline(data.rulesets);
-  const inventory = new InventoryTimeline(data.inventory);
-  const services = new ServiceIndex(data.nodes, [
-    ...data.rulesets.map((r) => r.services),
-    ...data.inventory.map((s) => s.services),
-  ]);
+  const ctx = checkContext(db, data, options.checks);
   const writer = new AnalysisWriter(db);
   const verdicts: Record<string, number> = {};
   let findings: Finding[] = [];
   let stats: ReconstructStats;
   writer.begin();
   try {
+    // The checks' passes see each connection as it is made: no second read of the connections.
+    const checkRun = startChecks(ctx);
     stats = reconstruct(
       {
         legs: data.legs(),
         translations: data.translations(),
         conntrack: data.conntrack,
-        services,
-        rulesets,
+        services: ctx.services,
+        rulesets: ctx.rulesets,
         simulator: data.simulator,
         ...(options.skew === undefined ? {} : { skew: options.skew }),
       },
       (c) => {
         verdicts[c.verdict] = (verdicts[c.verdict] ?? 0) + 1;
         writer.addConnection(c);
+        checkRun.visit(c);
       },
     );
     writer.flush();
-    const ctx: CheckContext = {
-      nodes: data.nodes,
-      services,
-      rulesets,
-      inventory,
-      connections: (verdicts) =>
-        iterateConnections(db, verdicts === undefined ? {} : { verdicts }) as Iterable<Connection>,
-      conntrack: data.conntrack,
-      dns: data.dns,
-      podEnvs: data.podEnvs,
-      range: data.range,
-      options: { ...DEFAULT_CHECK_OPTIONS, ...options.checks },
-    };
-    findings = runChecks(ctx);
+    findings = checkRun.finish();
     for (const f of findings) writer.addFinding(f);
     const seconds = (performance.now() - t0) / 1000;
     writer.recordRun(seconds, { verdicts, findings: findings.length, reconstruct: stats });

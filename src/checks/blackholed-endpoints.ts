@@ -1,6 +1,6 @@
 import type { CheckContext, ConnectionPass, Finding } from "./types.js";
 import { defineCheck, runPass } from "./types.js";
-import { endpointText } from "./util.js";
+import { endpointText, keepSmallest } from "./util.js";
 
 type BlackholedFinding = Extract<Finding, { check: "blackholed-endpoints" }>;
 
@@ -49,8 +49,8 @@ function pass(ctx: CheckContext): ConnectionPass<BlackholedFinding> {
           refused: 0,
           ids: [],
           nodes: new Set(),
-          from: c.start,
-          to: c.start,
+          from: Number.POSITIVE_INFINITY,
+          to: Number.NEGATIVE_INFINITY,
         };
         groups.set(key, g);
       }
@@ -59,10 +59,10 @@ function pass(ctx: CheckContext): ConnectionPass<BlackholedFinding> {
       if (c.verdict === "blackholed") g.unanswered++;
       if (c.verdict === "refused") g.refused++;
       if (bad) {
-        if (g.ids.length < 20) g.ids.push(c.id);
+        keepSmallest(g.ids, c.id);
         if (c.node !== null) g.nodes.add(c.node);
-        g.to = Math.max(g.to, c.start);
-        if (g.unanswered + g.refused === 1) g.from = c.start;
+        if (c.start < g.from) g.from = c.start;
+        if (c.start > g.to) g.to = c.start;
       }
     },
     finish() {

@@ -58,7 +58,8 @@ function visit(ctx: CheckContext, groups: Map<string, Group>, c: Connection): vo
   }
   const ep = endpointText(c.endpoint.ip, c.endpoint.port);
   g.counts.set(ep, (g.counts.get(ep) ?? 0) + 1);
-  g.to = Math.max(g.to, c.start);
+  if (c.start < g.from) g.from = c.start;
+  if (c.start > g.to) g.to = c.start;
 }
 
 function report(ctx: CheckContext, groups: Map<string, Group>): FairnessFinding[] {

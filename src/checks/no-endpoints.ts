@@ -1,6 +1,6 @@
 import type { CheckContext, ConnectionPass, Finding } from "./types.js";
 import { defineCheck, runPass } from "./types.js";
-import { findService } from "./util.js";
+import { findService, keepSmallest } from "./util.js";
 
 type NoEndpointsFinding = Extract<Finding, { check: "no-endpoints" }>;
 
@@ -13,12 +13,6 @@ interface Group {
   ids: number[];
   from: number;
   to: number;
-  listedEndpoints: boolean;
-  /**
-   * externalTrafficPolicy: Local and every ready endpoint runs on another node: the node drops
-   * external traffic by design (load balancers steer by the health check node port).
-   */
-  localPolicyElsewhere: boolean;
 }
 
 export const noEndpoints = defineCheck({
@@ -41,9 +35,6 @@ function pass(ctx: CheckContext): ConnectionPass<NoEndpointsFinding> {
       const key = `${c.service}|${c.node ?? ""}`;
       let g = groups.get(key);
       if (g === undefined) {
-        const inv = ctx.inventory.at(c.start);
-        const sp = inv === null ? null : findService(inv, c.service);
-        const ready = sp?.endpoints.filter((e) => e.ready) ?? [];
         g = {
           service: c.service,
           node: c.node,
@@ -53,43 +44,50 @@ function pass(ctx: CheckContext): ConnectionPass<NoEndpointsFinding> {
           ids: [],
           from: c.start,
           to: c.start,
-          listedEndpoints: ready.length > 0,
-          localPolicyElsewhere:
-            sp?.externalTrafficPolicy === "Local" &&
-            ready.length > 0 &&
-            c.node !== null &&
-            ready.every((e) => e.node !== null && e.node !== c.node),
         };
         groups.set(key, g);
       }
       g.count++;
       if (c.refusal !== null) g.answered++;
       g.verdicts[c.verdict] = (g.verdicts[c.verdict] ?? 0) + 1;
-      if (g.ids.length < 20) g.ids.push(c.id);
-      g.to = Math.max(g.to, c.start);
+      keepSmallest(g.ids, c.id);
+      if (c.start < g.from) g.from = c.start;
+      if (c.start > g.to) g.to = c.start;
     },
     finish() {
-      return report(groups);
+      return report(ctx, groups);
     },
   };
 }
 
-function report(groups: Map<string, Group>): NoEndpointsFinding[] {
+function report(ctx: CheckContext, groups: Map<string, Group>): NoEndpointsFinding[] {
   const out: NoEndpointsFinding[] = [];
   for (const g of groups.values()) {
+    // The EndpointSlices as they were when the first such connection came.
+    const inv = ctx.inventory.at(g.from);
+    const sp = inv === null ? null : findService(inv, g.service);
+    const ready = sp?.endpoints.filter((e) => e.ready) ?? [];
+    const listedEndpoints = ready.length > 0;
+    // externalTrafficPolicy: Local and every ready endpoint runs on another node: the node drops
+    // external traffic by design (load balancers steer by the health check node port).
+    const localPolicyElsewhere =
+      sp?.externalTrafficPolicy === "Local" &&
+      ready.length > 0 &&
+      g.node !== null &&
+      ready.every((e) => e.node !== null && e.node !== g.node);
     const rejected = g.verdicts["rejected"] ?? 0;
     const silent = rejected - Math.min(rejected, g.answered);
     let summary = `${g.count} connection(s) to ${g.service}${g.node ? ` on ${g.node}` : ""} were ${rejected > 0 ? "rejected" : "dropped"} because the rules give it no endpoints`;
-    summary += g.localPolicyElsewhere
+    summary += localPolicyElsewhere
       ? ": externalTrafficPolicy is Local and none of its ready endpoints runs on this node, so dropping is by design — send external traffic only to nodes that pass the health check node port."
-      : g.listedEndpoints
+      : listedEndpoints
         ? ", although its EndpointSlices list ready endpoints: kube-proxy has not caught up."
         : silent > 0
           ? `; ${silent} client(s) got no RST/ICMP for the REJECT — check for a filter in between.`
           : "; give it ready endpoints or stop the clients.";
     out.push({
       check: "no-endpoints",
-      severity: g.localPolicyElsewhere ? "info" : g.listedEndpoints ? "error" : "warning",
+      severity: localPolicyElsewhere ? "info" : listedEndpoints ? "error" : "warning",
       service: g.service,
       node: g.node,
       from: g.from,
@@ -100,7 +98,7 @@ function report(groups: Map<string, Group>): NoEndpointsFinding[] {
         answered: g.answered,
         verdicts: g.verdicts,
         connectionIds: g.ids,
-        localPolicyElsewhere: g.localPolicyElsewhere,
+        localPolicyElsewhere: localPolicyElsewhere,
       },
     });
   }

@@ -1,7 +1,7 @@
-import type { ServicePortView } from "../reconstruct/types.js";
-import type { CheckContext, Finding } from "./types.js";
-import { defineCheck } from "./types.js";
-import { findService } from "./util.js";
+import type { Connection, ServicePortView } from "../reconstruct/types.js";
+import type { CheckContext, ConnectionPass, Finding } from "./types.js";
+import { defineCheck, runPass } from "./types.js";
+import { findService, keepSmallest } from "./util.js";
 
 const WIRE_VERDICTS = ["consistent", "blackholed", "refused", "vip-inferred", "unjudged"] as const;
 
@@ -56,7 +56,7 @@ function duplicateVips(ctx: CheckContext, out: SanityFinding[]): void {
  * under externalTrafficPolicy Cluster: without it the reply goes straight back from the other
  * node and the client drops it.
  */
-function missingMasquerade(ctx: CheckContext, out: SanityFinding[]): void {
+function missingMasquerade(ctx: CheckContext): ConnectionPass<SanityFinding> {
   const found = new Map<string, SanityFinding>();
   for (const rs of ctx.rulesets.all) {
     for (const sp of rs.services) {
@@ -86,13 +86,13 @@ function missingMasquerade(ctx: CheckContext, out: SanityFinding[]): void {
   // without SNAT (no NodePorts: no such traffic, skip the pass).
   const sources = [...ctx.rulesets.all, ...ctx.inventory.snapshots];
   const nodePorts = sources.some((src) => src.services.some((sp) => sp.nodePort !== null));
-  for (const c of nodePorts ? ctx.connections(WIRE_VERDICTS) : []) {
-    if (c.service === null || c.node === null || c.endpoint === null || c.snat !== null) continue;
-    if (c.hook !== "prerouting" || ctx.services.nodeOfAddress(c.client.ip) !== null) continue;
-    if (ctx.services.nodeOfAddress(c.vip.ip) === null) continue; // NodePort only
+  const visit = (c: Connection) => {
+    if (c.service === null || c.node === null || c.endpoint === null || c.snat !== null) return;
+    if (c.hook !== "prerouting" || ctx.services.nodeOfAddress(c.client.ip) !== null) return;
+    if (ctx.services.nodeOfAddress(c.vip.ip) === null) return; // NodePort only
     const rs = c.rulesetId === null ? null : ctx.rulesets.at(c.node, c.start);
     const sp = rs === null ? null : findService(rs, c.service);
-    if (sp?.externalTrafficPolicy === "Local") continue;
+    if (sp?.externalTrafficPolicy === "Local") return;
     const key = `${c.node}|${c.service}`;
     let f = found.get(key);
     if (f === undefined) {
@@ -109,11 +109,16 @@ function missingMasquerade(ctx: CheckContext, out: SanityFinding[]): void {
       found.set(key, f);
     }
     const ids = f.evidence.connectionIds ?? [];
-    if (ids.length < 20) ids.push(c.id);
+    keepSmallest(ids, c.id);
     f.evidence.connectionIds = ids;
+    f.from = Math.min(f.from ?? c.start, c.start);
     f.to = Math.max(f.to ?? c.start, c.start);
-  }
-  out.push(...found.values());
+  };
+  return {
+    verdicts: nodePorts ? WIRE_VERDICTS : [],
+    visit,
+    finish: () => [...found.values()],
+  };
 }
 
 export const sanity = defineCheck({
@@ -122,9 +127,20 @@ export const sanity = defineCheck({
   description:
     "Duplicate VIPs across Services; masquerade missing where kube-proxy always adds it.",
   run(ctx) {
-    const out: SanityFinding[] = [];
-    duplicateVips(ctx, out);
-    missingMasquerade(ctx, out);
-    return out;
+    return runPass(ctx, pass(ctx));
   },
+  pass,
 });
+
+function pass(ctx: CheckContext): ConnectionPass<SanityFinding> {
+  const masquerade = missingMasquerade(ctx);
+  return {
+    ...masquerade,
+    finish() {
+      const out: SanityFinding[] = [];
+      duplicateVips(ctx, out);
+      out.push(...masquerade.finish());
+      return out;
+    },
+  };
+}

@@ -235,7 +235,8 @@ export interface CheckContext {
   inventory: InventoryTimeline;
   /**
    * Connections ordered by start (only those with one of `verdicts` when given); may be called
-   * several times. Each call may read millions of rows: checks call it only when they must.
+   * several times. Each call may read millions of rows: checks that can be a `ConnectionPass`
+   * are one, and the others call it only when they must (affinity needs start order).
    */
   connections(verdicts?: readonly Connection["verdict"][]): Iterable<Connection>;
   conntrack: readonly ConntrackView[];
@@ -247,11 +248,13 @@ export interface CheckContext {
 }
 
 /**
- * A check that reads every connection in start order once: `runChecks` feeds one read of the
- * connections to all such checks instead of reading millions of rows once per check.
+ * A check that looks at every connection once, in no particular order: `analyze` feeds each
+ * connection to every pass as reconstruction finishes it (no second read of millions of rows);
+ * `runChecks` feeds one read of the stored connections. A pass must not depend on the order:
+ * time ranges are min/max, examples the smallest ids (`keepSmallest`).
  */
 export interface ConnectionPass<F extends Finding = Finding> {
-  /** Only connections with one of these verdicts; all when undefined. */
+  /** Only connections with one of these verdicts (none when empty); all when undefined. */
   verdicts?: readonly Connection["verdict"][];
   visit(connection: Connection): void;
   /** The check's findings once every connection was visited. */

@@ -51,3 +51,16 @@ export function groupBy<T>(items: Iterable<T>, key: (item: T) => string | null):
   }
   return out;
 }
+
+/**
+ * Keep the `max` smallest connection ids seen so far, ascending: the same examples whatever
+ * order the connections come in (ids follow start order).
+ */
+export function keepSmallest(ids: number[], id: number, max = 20): void {
+  if (ids.length >= max && id >= (ids[ids.length - 1] ?? Number.POSITIVE_INFINITY)) return;
+  let i = ids.length;
+  while (i > 0 && (ids[i - 1] ?? 0) > id) i--;
+  if (ids[i - 1] === id) return;
+  ids.splice(i, 0, id);
+  if (ids.length > max) ids.pop();
+}

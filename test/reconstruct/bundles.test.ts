@@ -2,9 +2,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { analyze } from "../../src/checks/analyze.js";
+import { analyze, checkContext } from "../../src/checks/analyze.js";
+import { runChecks, startChecks } from "../../src/checks/index.js";
 import { ingestPaths } from "../../src/ingest/ingest.js";
 import type { ExpectedFile, TruthFile } from "../../src/lab/truth.js";
+import { loadAnalysis } from "../../src/reconstruct/load.js";
 import {
   iterateConnections,
   listFindings,
@@ -53,6 +55,13 @@ describe.skipIf(bundles.length === 0)("lab bundles", () => {
       const summary = analyze(db);
       const conns: StoredConnection[] = [...iterateConnections(db)];
       const findings = listFindings(db);
+      // The checks again on the stored connections, in start order and backwards: analyze fed
+      // them in the order reconstruction finished them, and no check may depend on the order.
+      const ctx = checkContext(db, loadAnalysis(db));
+      const inStartOrder = runChecks(ctx);
+      const backwards = startChecks(ctx);
+      for (const c of [...ctx.connections()].reverse()) backwards.visit(c);
+      const inReverse = backwards.finish();
       // What each node's capture covered: a connection outside it cannot be reconstructed.
       const covered = new Map<string, { from: number; to: number }>();
       for (const c of listCaptures(db)) {
@@ -72,6 +81,13 @@ describe.skipIf(bundles.length === 0)("lab bundles", () => {
         if (t.client === "") return false;
         const span = covered.get(t.node);
         return span !== undefined && t.start >= span.from && t.end <= span.to;
+      });
+
+      it("finds the same whatever order the checks see the connections in", () => {
+        const plain = (list: readonly object[]) =>
+          JSON.parse(JSON.stringify(list.map(({ id: _, ...f }: { id?: number }) => f)));
+        expect(plain(inStartOrder)).toEqual(plain(findings));
+        expect(plain(inReverse)).toEqual(plain(findings));
       });
 
       it("reconstructs every captured connection once, with the endpoint the kernel chose", () => {
