@@ -1,5 +1,6 @@
-import type { CheckContext, Finding } from "./types.js";
-import { defineCheck } from "./types.js";
+import type { Connection } from "../reconstruct/types.js";
+import type { CheckContext, ConnectionPass, Finding } from "./types.js";
+import { defineCheck, runPass } from "./types.js";
 import { endpointText, findService } from "./util.js";
 
 type AffinityFinding = Extract<Finding, { check: "affinity" }>;
@@ -14,11 +15,17 @@ interface Group {
   service: string;
   node: string;
   timeout: number;
-  clients: Set<string>;
-  violations: number;
-  examples: AffinityFinding["evidence"]["examples"];
-  from: number;
-  to: number;
+  /** The group's connections, in the order they come; put in start order at the end. */
+  seen: Seen[];
+}
+
+/** What affinity needs of a connection (kept for affinity Services only). */
+interface Seen {
+  id: number;
+  client: string;
+  endpoint: string;
+  start: number;
+  end: number;
 }
 
 export const affinity = defineCheck({
@@ -27,74 +34,96 @@ export const affinity = defineCheck({
   description:
     "A client of a ClientIP-affinity Service that reached two endpoints within the affinity timeout.",
   run(ctx: CheckContext): AffinityFinding[] {
-    // Only Services with ClientIP affinity matter: most traces have none, skip the pass.
-    const sources = [...ctx.rulesets.all, ...ctx.inventory.snapshots];
-    if (!sources.some((src) => src.services.some((sp) => sp.affinityTimeout !== null))) return [];
-    const state = new Map<string, ClientState>();
-    const groups = new Map<string, Group>();
-    for (const c of ctx.connections()) {
-      if (c.endpoint === null || c.service === null || c.node === null) continue;
-      const rs = ctx.rulesets.at(c.node, c.start);
-      const inv = ctx.inventory.at(c.start);
-      const sp = (rs && findService(rs, c.service)) ?? (inv && findService(inv, c.service));
-      if (sp === null || sp.affinityTimeout === null) continue;
-      // Affinity state lives in each node's `recent` table: judge per node.
-      const gkey = `${c.service}|${c.node}`;
-      let g = groups.get(gkey);
-      if (g === undefined) {
-        g = {
-          service: c.service,
-          node: c.node,
-          timeout: sp.affinityTimeout,
-          clients: new Set(),
-          violations: 0,
-          examples: [],
-          from: c.start,
-          to: c.start,
-        };
-        groups.set(gkey, g);
-      }
-      g.clients.add(c.client.ip);
-      const ep = endpointText(c.endpoint.ip, c.endpoint.port);
-      const skey = `${gkey}|${c.client.ip}`;
-      const prev = state.get(skey);
-      if (prev !== undefined && prev.endpoint !== ep && c.start - prev.lastUsed <= g.timeout) {
-        g.violations++;
-        g.to = c.start;
-        if (g.examples.length < 5) {
-          g.examples.push({
-            client: c.client.ip,
-            from: prev.endpoint,
-            to: ep,
-            connections: [prev.connection, c.id],
-          });
-        }
-      }
-      state.set(skey, {
-        endpoint: ep,
-        lastUsed: Math.max(c.end, prev?.endpoint === ep ? prev.lastUsed : 0),
-        connection: c.id,
-      });
-    }
-    const out: AffinityFinding[] = [];
-    for (const g of groups.values()) {
-      if (g.violations === 0) continue;
-      out.push({
-        check: "affinity",
-        severity: "error",
-        service: g.service,
-        node: g.node,
-        from: g.from,
-        to: g.to,
-        summary: `${g.service} on ${g.node}: ${g.violations} connection(s) from a client went to a different endpoint within the ${g.timeout}s ClientIP affinity timeout; check the -m recent rules and whether the affinity state was flushed.`,
-        evidence: {
-          clients: g.clients.size,
-          violations: g.violations,
-          timeout: g.timeout,
-          examples: g.examples,
-        },
-      });
-    }
-    return out;
+    return runPass(ctx, pass(ctx));
   },
+  pass,
 });
+
+/**
+ * Affinity is about the order of a client's connections, and a pass sees them in any order:
+ * the connections of ClientIP-affinity Services are kept (a few numbers and shared strings
+ * each) and put in start order at the end. Most traces have no such Service: no pass at all.
+ */
+function pass(ctx: CheckContext): ConnectionPass<AffinityFinding> {
+  const sources = [...ctx.rulesets.all, ...ctx.inventory.snapshots];
+  if (!sources.some((src) => src.services.some((sp) => sp.affinityTimeout !== null))) {
+    return { verdicts: [], visit() {}, finish: () => [] };
+  }
+  const groups = new Map<string, Group>();
+  const visit = (c: Connection) => {
+    if (c.endpoint === null || c.service === null || c.node === null) return;
+    const rs = ctx.rulesets.at(c.node, c.start);
+    const inv = ctx.inventory.at(c.start);
+    const sp = (rs && findService(rs, c.service)) ?? (inv && findService(inv, c.service));
+    if (sp === null || sp.affinityTimeout === null) return;
+    // Affinity state lives in each node's `recent` table: judge per node.
+    const gkey = `${c.service}|${c.node}`;
+    let g = groups.get(gkey);
+    if (g === undefined) {
+      g = { service: c.service, node: c.node, timeout: sp.affinityTimeout, seen: [] };
+      groups.set(gkey, g);
+    }
+    g.seen.push({
+      id: c.id,
+      client: c.client.ip,
+      endpoint: endpointText(c.endpoint.ip, c.endpoint.port),
+      start: c.start,
+      end: c.end,
+    });
+  };
+  return { visit, finish: () => [...groups.values()].flatMap((g) => judgeGroup(g)) };
+}
+
+function judgeGroup(g: Group): AffinityFinding[] {
+  g.seen.sort((a, b) => a.start - b.start || a.id - b.id);
+  const state = new Map<string, ClientState>();
+  const clients = new Set<string>();
+  const examples: AffinityFinding["evidence"]["examples"] = [];
+  let violations = 0;
+  let from = Number.POSITIVE_INFINITY;
+  let to = Number.NEGATIVE_INFINITY;
+  for (const c of g.seen) {
+    clients.add(c.client);
+    from = Math.min(from, c.start);
+    const prev = state.get(c.client);
+    if (
+      prev !== undefined &&
+      prev.endpoint !== c.endpoint &&
+      c.start - prev.lastUsed <= g.timeout
+    ) {
+      violations++;
+      to = c.start;
+      if (examples.length < 5) {
+        examples.push({
+          client: c.client,
+          from: prev.endpoint,
+          to: c.endpoint,
+          connections: [prev.connection, c.id],
+        });
+      }
+    }
+    state.set(c.client, {
+      endpoint: c.endpoint,
+      lastUsed: Math.max(c.end, prev?.endpoint === c.endpoint ? prev.lastUsed : 0),
+      connection: c.id,
+    });
+  }
+  if (violations === 0) return [];
+  return [
+    {
+      check: "affinity",
+      severity: "error",
+      service: g.service,
+      node: g.node,
+      from,
+      to,
+      summary: `${g.service} on ${g.node}: ${violations} connection(s) from a client went to a different endpoint within the ${g.timeout}s ClientIP affinity timeout; check the -m recent rules and whether the affinity state was flushed.`,
+      evidence: {
+        clients: clients.size,
+        violations,
+        timeout: g.timeout,
+        examples,
+      },
+    },
+  ];
+}

@@ -82,8 +82,7 @@ function run(db: Db, reader: Db, options: AnalyzeOptions, t0: number): AnalyzeSu
     const checkRun = startChecks(ctx);
     stats = reconstruct(
       {
-        legs: data.legs(),
-        translations: data.translations(),
+        events: data.events(),
         conntrack: data.conntrack,
         services: ctx.services,
         rulesets: ctx.rulesets,

@@ -18,6 +18,7 @@ import {
   loadRuleSetText,
 } from "../store/index.js";
 import { normalizeIP } from "../util/ip.js";
+import { readEvents } from "./events.js";
 import { chainRuleLines, extractKubeModel } from "./kube-rules.js";
 import type {
   ConntrackView,
@@ -37,8 +38,6 @@ import type {
   TranslationView,
 } from "./types.js";
 
-const NO_ICMP: Record<string, number> = Object.freeze({}) as Record<string, number>;
-
 /** Everything reconstruction and the checks read, loaded from one database. */
 export interface AnalysisData {
   nodes: NodeInfo[];
@@ -48,10 +47,8 @@ export interface AnalysisData {
   dns: DnsView[];
   podEnvs: PodEnvView[];
   simulator: Simulator;
-  /** Legs in time order (streamed from SQLite). */
-  legs(): Iterable<LegView>;
-  /** Translations in time order (streamed). */
-  translations(): Iterable<TranslationView>;
+  /** Legs and translations in time order, streamed (from a reader thread when possible). */
+  events(): Iterable<LegView | TranslationView>;
   range: { from: number; to: number } | null;
   /** Rule sets that could not be parsed, with the reason. */
   warnings: string[];
@@ -90,14 +87,6 @@ export function loadAnalysis(db: Db): AnalysisData {
   }
 
   const simulator = netfilterSimulator(parsed, rulesets, addrs);
-
-  // Looked up once per leg: by number, no key string built per row.
-  const ifaceNames = new Map<number, Map<number, string | null>>();
-  for (const i of listInterfaces(db)) {
-    let byIdx = ifaceNames.get(i.captureId);
-    if (byIdx === undefined) ifaceNames.set(i.captureId, (byIdx = new Map()));
-    byIdx.set(i.idx, i.name);
-  }
 
   const conntrack: ConntrackView[] = [];
   for (const c of listConntrack(db)) {
@@ -174,74 +163,7 @@ export function loadAnalysis(db: Db): AnalysisData {
     simulator,
     range,
     warnings,
-    *legs() {
-      // Hot: millions of rows. Only the columns reconstruction reads, as arrays, no JSON unless
-      // the leg has ICMP errors.
-      const stmt = db
-        .prepare(
-          `SELECT id, capture_id, node, interface_id, proto, orig_ip, orig_port, resp_ip, resp_port,
-                  first_ts, last_ts, orig_packets, resp_packets, conn_state, history, direction,
-                  icmp_errors
-           FROM legs ORDER BY first_ts, id`,
-        )
-        .raw();
-      for (const r of stmt.iterate() as IterableIterator<unknown[]>) {
-        const captureId = r[1] as number;
-        const icmp = r[16] as string | null;
-        yield {
-          id: r[0] as number,
-          node: (r[2] as string | null) ?? `capture-${captureId}`,
-          iface: ifaceNames.get(captureId)?.get(r[3] as number) ?? null,
-          proto: r[4] as number,
-          origIp: r[5] as string,
-          origPort: r[6] as number,
-          respIp: r[7] as string,
-          respPort: r[8] as number,
-          firstTs: r[9] as number,
-          lastTs: r[10] as number,
-          origPackets: r[11] as number,
-          respPackets: r[12] as number,
-          connState: r[13] as string,
-          history: r[14] as string,
-          direction: r[15] as LegView["direction"],
-          icmpErrors:
-            icmp === null || icmp === "{}" ? NO_ICMP : (JSON.parse(icmp) as Record<string, number>),
-        };
-      }
-    },
-    *translations() {
-      const stmt = db
-        .prepare(
-          `SELECT id, capture_id, node, proto, pre_src_ip, pre_src_port, pre_dst_ip, pre_dst_port,
-                  post_src_ip, post_src_port, post_dst_ip, post_dst_port, first_ts, last_ts, packets
-           FROM translations ORDER BY first_ts, id`,
-        )
-        .raw();
-      for (const r of stmt.iterate() as IterableIterator<unknown[]>) {
-        const proto = r[3] as number;
-        yield {
-          id: r[0] as number,
-          node: (r[2] as string | null) ?? `capture-${r[1] as number}`,
-          pre: {
-            proto,
-            srcIp: r[4] as string,
-            srcPort: r[5] as number,
-            dstIp: r[6] as string,
-            dstPort: r[7] as number,
-          },
-          post: {
-            proto,
-            srcIp: r[8] as string,
-            srcPort: r[9] as number,
-            dstIp: r[10] as string,
-            dstPort: r[11] as number,
-          },
-          firstTs: r[12] as number,
-          lastTs: r[13] as number,
-          packets: r[14] as number,
-        };
-      }
-    },
+    events: () => readEvents(db),
   };
 }
 

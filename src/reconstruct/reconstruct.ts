@@ -10,10 +10,8 @@ import type {
 } from "./types.js";
 
 export interface ReconstructInput {
-  /** Legs ordered by firstTs. */
-  legs: Iterable<LegView>;
-  /** Translations ordered by firstTs. */
-  translations: Iterable<TranslationView>;
+  /** Legs and translations ordered by firstTs, a translation before a leg on a tie (`mergeByTime`). */
+  events: Iterable<LegView | TranslationView>;
   conntrack: readonly ConntrackView[];
   services: ServiceIndex;
   rulesets: RuleSetTimeline;
@@ -83,6 +81,26 @@ function sameConversation(w: WorkConnection, tr: TranslationView): boolean {
 
 /** Seconds between sightings of one connection's start on the same node. */
 const SAME_NODE_SLACK = 0.5;
+
+/** Legs and translations, each ordered by firstTs, merged as `reconstruct` reads them. */
+export function* mergeByTime(
+  legs: Iterable<LegView>,
+  translations: Iterable<TranslationView>,
+): Generator<LegView | TranslationView> {
+  const legIt = legs[Symbol.iterator]();
+  const trIt = translations[Symbol.iterator]();
+  let leg = legIt.next();
+  let tr = trIt.next();
+  while (!leg.done || !tr.done) {
+    if (tr.done || (!leg.done && leg.value.firstTs < tr.value.firstTs)) {
+      yield leg.value as LegView;
+      leg = legIt.next();
+    } else {
+      yield tr.value;
+      tr = trIt.next();
+    }
+  }
+}
 
 export function tupleKey(t: TupleView): string {
   return `${t.proto}|${t.srcIp}|${t.srcPort}|${t.dstIp}|${t.dstPort}`;
@@ -365,19 +383,9 @@ export function reconstruct(
     if (tr.lastTs > w.lastTs) w.lastTs = tr.lastTs;
   };
 
-  // Merge the two time-ordered streams.
-  const legIt = input.legs[Symbol.iterator]();
-  const trIt = input.translations[Symbol.iterator]();
-  let nextLeg = legIt.next();
-  let nextTr = trIt.next();
-  while (!nextLeg.done || !nextTr.done) {
-    if (nextTr.done || (!nextLeg.done && nextLeg.value.firstTs < nextTr.value.firstTs)) {
-      onLeg(nextLeg.value as LegView);
-      nextLeg = legIt.next();
-    } else {
-      onTranslation(nextTr.value);
-      nextTr = trIt.next();
-    }
+  for (const event of input.events) {
+    if (event.kind === "leg") onLeg(event);
+    else onTranslation(event);
   }
   advance(Number.POSITIVE_INFINITY);
   for (const w of [...active]) finish(w);

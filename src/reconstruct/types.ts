@@ -20,6 +20,7 @@ export interface NodeInfo {
 
 /** One leg as stored (see src/flow/types.ts LegRecord), with the node that captured it. */
 export interface LegView {
+  kind: "leg";
   id: number;
   node: string;
   iface: string | null;
@@ -49,6 +50,7 @@ export interface TupleView {
 
 /** A NAT translation observed in one node's packet stream. */
 export interface TranslationView {
+  kind: "translation";
   id: number;
   node: string;
   pre: TupleView;

@@ -71,6 +71,51 @@ ALTER TABLE connections ADD COLUMN leg_ids TEXT NOT NULL DEFAULT '[]';
 DROP TABLE connection_legs;
 `;
 
+/**
+ * A million connections share a few hundred (path, candidates) pairs — one per Service port,
+ * node, rule set and chosen endpoint: stored once in `connection_paths`, not on every row (the
+ * two JSON texts were half of each row's bytes and of analyze's write time). The connections are
+ * analyze's output, rebuilt on every run: the migration drops them instead of converting them.
+ */
+export const connectionPaths = `
+DROP TABLE connections;
+CREATE TABLE connection_paths (
+  id INTEGER PRIMARY KEY,
+  path TEXT NOT NULL,
+  candidates TEXT NOT NULL
+);
+CREATE TABLE connections (
+  id INTEGER PRIMARY KEY,
+  proto TEXT NOT NULL,
+  client_ip TEXT NOT NULL,
+  client_port INTEGER NOT NULL,
+  vip_ip TEXT NOT NULL,
+  vip_port INTEGER NOT NULL,
+  service TEXT,
+  node TEXT,
+  hook TEXT NOT NULL,
+  endpoint_ip TEXT,
+  endpoint_port INTEGER,
+  snat_ip TEXT,
+  snat_port INTEGER,
+  verdict TEXT NOT NULL,
+  start REAL NOT NULL,
+  end REAL NOT NULL,
+  path_id INTEGER NOT NULL,
+  vip_from TEXT NOT NULL,
+  answered INTEGER NOT NULL,
+  refusal TEXT,
+  conn_state TEXT,
+  ruleset_id INTEGER,
+  translation_ids TEXT NOT NULL,
+  conntrack_ids TEXT NOT NULL,
+  leg_ids TEXT NOT NULL
+);
+CREATE INDEX connections_start ON connections (start);
+DELETE FROM findings;
+DELETE FROM analysis_runs;
+`;
+
 export interface StoredConnection {
   id: number;
   proto: "tcp" | "udp" | "sctp";
@@ -170,9 +215,14 @@ export class AnalysisWriter {
   private readonly insConn;
   private readonly insFinding;
 
+  private readonly insPath;
+  /** Path ids by the JSON texts of path, then candidates. */
+  private readonly pathIds = new Map<string, Map<string, number>>();
+
   constructor(private readonly db: Db) {
-    // 26 columns x 40 rows stay far below SQLite's 32,766 bound parameters.
-    this.insConn = new BatchInsert(db, "INSERT INTO connections VALUES", 26, 40);
+    // 25 columns x 40 rows stay far below SQLite's 32,766 bound parameters.
+    this.insConn = new BatchInsert(db, "INSERT INTO connections VALUES", 25, 40);
+    this.insPath = db.prepare("INSERT INTO connection_paths (path, candidates) VALUES (?, ?)");
     this.insFinding = db.prepare(
       "INSERT INTO findings (check_id, severity, service, node, from_ts, to_ts, summary, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
@@ -193,7 +243,21 @@ export class AnalysisWriter {
   /** Start a run: drop the previous results. */
   begin(): void {
     this.db.exec("BEGIN");
-    this.db.exec("DELETE FROM connections; DELETE FROM findings;");
+    this.db.exec("DELETE FROM connections; DELETE FROM connection_paths; DELETE FROM findings;");
+    this.pathIds.clear();
+  }
+
+  private pathId(path: object, candidates: object): number {
+    const p = this.json(path);
+    const c = this.json(candidates);
+    let byCandidates = this.pathIds.get(p);
+    if (byCandidates === undefined) this.pathIds.set(p, (byCandidates = new Map()));
+    let id = byCandidates.get(c);
+    if (id === undefined) {
+      id = Number(this.insPath.run(p, c).lastInsertRowid);
+      byCandidates.set(c, id);
+    }
+    return id;
   }
 
   addConnection(c: StoredConnection): void {
@@ -215,16 +279,15 @@ export class AnalysisWriter {
     v[o + 13] = c.verdict;
     v[o + 14] = c.start;
     v[o + 15] = c.end;
-    v[o + 16] = this.json(c.path);
-    v[o + 17] = this.json(c.candidates);
-    v[o + 18] = c.vipFrom;
-    v[o + 19] = c.answered ? 1 : 0;
-    v[o + 20] = c.refusal;
-    v[o + 21] = c.connState;
-    v[o + 22] = c.rulesetId;
-    v[o + 23] = c.translationIds.length === 0 ? "[]" : JSON.stringify(c.translationIds);
-    v[o + 24] = c.conntrackIds.length === 0 ? "[]" : JSON.stringify(c.conntrackIds);
-    v[o + 25] = c.legIds.length === 0 ? "[]" : JSON.stringify(c.legIds);
+    v[o + 16] = this.pathId(c.path, c.candidates);
+    v[o + 17] = c.vipFrom;
+    v[o + 18] = c.answered ? 1 : 0;
+    v[o + 19] = c.refusal;
+    v[o + 20] = c.connState;
+    v[o + 21] = c.rulesetId;
+    v[o + 22] = c.translationIds.length === 0 ? "[]" : JSON.stringify(c.translationIds);
+    v[o + 23] = c.conntrackIds.length === 0 ? "[]" : JSON.stringify(c.conntrackIds);
+    v[o + 24] = c.legIds.length === 0 ? "[]" : JSON.stringify(c.legIds);
     this.insConn.added();
   }
 
@@ -273,27 +336,32 @@ export interface ConnectionFilter {
 type Row = Record<string, unknown>;
 
 const COLUMNS =
-  "id, proto, client_ip, client_port, vip_ip, vip_port, service, node, hook, endpoint_ip, endpoint_port, snat_ip, snat_port, verdict, start, end, path, candidates, vip_from, answered, refusal, conn_state, ruleset_id";
+  "id, proto, client_ip, client_port, vip_ip, vip_port, service, node, hook, endpoint_ip, endpoint_port, snat_ip, snat_port, verdict, start, end, path_id, vip_from, answered, refusal, conn_state, ruleset_id";
 const ID_COLUMNS = ", translation_ids, conntrack_ids";
 
-/**
- * Checks read every connection several times: JSON columns repeat (one candidates list per
- * Service and node), so parsed values are shared instead of parsed per row.
- */
-class JsonMemo {
-  private readonly map = new Map<string, unknown>();
-  parse<T>(text: string): T {
-    let v = this.map.get(text);
-    if (v === undefined) {
-      if (this.map.size > 10_000) this.map.clear();
-      v = JSON.parse(text) as unknown;
-      this.map.set(text, v);
-    }
-    return v as T;
-  }
+interface PathRow {
+  path: string[];
+  candidates: StoredConnection["candidates"];
 }
 
-function toConnection(r: unknown[], memo: JsonMemo, ids: boolean): StoredConnection {
+/** Every (path, candidates) pair, parsed once and shared by the connections that use it. */
+function loadPaths(db: Db): Map<number, PathRow> {
+  const out = new Map<number, PathRow>();
+  for (const r of db
+    .prepare("SELECT id, path, candidates FROM connection_paths")
+    .iterate() as IterableIterator<{ id: number; path: string; candidates: string }>) {
+    out.set(r.id, {
+      path: JSON.parse(r.path) as string[],
+      candidates: JSON.parse(r.candidates) as StoredConnection["candidates"],
+    });
+  }
+  return out;
+}
+
+const NO_PATH: PathRow = { path: [], candidates: [] };
+
+function toConnection(r: unknown[], paths: Map<number, PathRow>, ids: boolean): StoredConnection {
+  const p = paths.get(r[16] as number) ?? NO_PATH;
   const ap = (ip: unknown, port: unknown) =>
     ip === null ? null : { ip: ip as string, port: port as number };
   return {
@@ -309,16 +377,16 @@ function toConnection(r: unknown[], memo: JsonMemo, ids: boolean): StoredConnect
     verdict: r[13] as string,
     start: r[14] as number,
     end: r[15] as number,
-    path: memo.parse<string[]>(r[16] as string),
-    candidates: memo.parse<StoredConnection["candidates"]>(r[17] as string),
-    vipFrom: r[18] as StoredConnection["vipFrom"],
-    answered: r[19] === 1,
-    refusal: r[20] as StoredConnection["refusal"],
-    connState: r[21] as string | null,
-    rulesetId: r[22] as number | null,
+    path: p.path,
+    candidates: p.candidates,
+    vipFrom: r[17] as StoredConnection["vipFrom"],
+    answered: r[18] === 1,
+    refusal: r[19] as StoredConnection["refusal"],
+    connState: r[20] as string | null,
+    rulesetId: r[21] as number | null,
     legIds: [],
-    translationIds: ids ? (JSON.parse(r[23] as string) as number[]) : [],
-    conntrackIds: ids ? (JSON.parse(r[24] as string) as number[]) : [],
+    translationIds: ids ? (JSON.parse(r[22] as string) as number[]) : [],
+    conntrackIds: ids ? (JSON.parse(r[23] as string) as number[]) : [],
   };
 }
 
@@ -354,12 +422,12 @@ export function* iterateConnections(
   const ids = options.ids ?? false;
   // The id lists are long strings nobody reads unless asked: do not fetch them.
   const sql = `SELECT ${COLUMNS}${ids ? ID_COLUMNS : ""} FROM connections ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY start, id`;
-  const memo = new JsonMemo();
+  const paths = loadPaths(db);
   for (const r of db
     .prepare(sql)
     .raw()
     .iterate(...args) as IterableIterator<unknown[]>) {
-    yield toConnection(r, memo, ids);
+    yield toConnection(r, paths, ids);
   }
 }
 

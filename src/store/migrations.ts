@@ -1,4 +1,4 @@
-import { analysisSchema, legIdsColumn } from "./analysis-schema.js";
+import { analysisSchema, connectionPaths, legIdsColumn } from "./analysis-schema.js";
 
 /**
  * The schema, as an ordered list of migrations. `PRAGMA user_version` holds how many have been
@@ -295,4 +295,5 @@ export const migrations: readonly Migration[] = [
     sql: inputIdentity,
   },
   { name: "connections.leg_ids replaces connection_legs", sql: legIdsColumn },
+  { name: "connection_paths: each (path, candidates) stored once", sql: connectionPaths },
 ];

@@ -1,7 +1,7 @@
 import { type GenServicePort, generateIptablesRestore } from "../../src/lab/kubeproxy-gen.js";
 import { RuleSetTimeline, ServiceIndex } from "../../src/reconstruct/index-services.js";
 import { netfilterSimulator, ruleSetView } from "../../src/reconstruct/load.js";
-import { reconstruct } from "../../src/reconstruct/reconstruct.js";
+import { mergeByTime, reconstruct } from "../../src/reconstruct/reconstruct.js";
 import type {
   Connection,
   ConntrackView,
@@ -82,8 +82,7 @@ export function run(world: World): Connection[] {
   const trs = [...(world.translations ?? [])].sort((a, b) => a.firstTs - b.firstTs);
   reconstruct(
     {
-      legs,
-      translations: trs,
+      events: mergeByTime(legs, trs),
       conntrack: world.conntrack ?? [],
       services: new ServiceIndex(
         NODES,
@@ -104,6 +103,7 @@ export function leg(node: string, tuple: string, t: number, over: Partial<LegVie
   const m = /^(.+):(\d+)>(.+):(\d+)$/.exec(tuple);
   if (m === null) throw new Error(tuple);
   return {
+    kind: "leg",
     id: legId++,
     node,
     iface: null,
@@ -139,6 +139,7 @@ function tuple(text: string) {
 let trId = 1;
 export function translation(node: string, pre: string, post: string, t: number): TranslationView {
   return {
+    kind: "translation",
     id: trId++,
     node,
     pre: tuple(pre),

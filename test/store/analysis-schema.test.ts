@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   AnalysisWriter,
   connectionLegs,
+  hasAnalysis,
   iterateConnections,
   type StoredConnection,
 } from "../../src/store/analysis-schema.js";
@@ -58,6 +59,57 @@ describe("analysis tables", () => {
     expect(connectionLegs(db, 2)).toEqual([]);
     expect(connectionLegs(db, 3)).toEqual([]);
     expect([...iterateConnections(db)].map((c) => c.id)).toEqual([1, 2]);
+    db.close();
+  });
+
+  it("stores each (path, candidates) pair once and gives every connection its own back", () => {
+    const db = openDb(join(dir, "paths.db"));
+    const w = new AnalysisWriter(db);
+    w.begin();
+    const other = [
+      { endpoint: "10.244.2.5:8080", probability: 0.5 },
+      { endpoint: "10.244.3.5:8080", probability: 0.5 },
+    ];
+    w.addConnection(connection(1, []));
+    // Equal content in a different array object: still one row.
+    w.addConnection({ ...connection(2, []), path: ["KUBE-SERVICES"] });
+    w.addConnection({ ...connection(3, []), candidates: other });
+    w.addConnection({ ...connection(4, []), path: ["KUBE-SERVICES", "KUBE-SVC-X"] });
+    w.commit();
+    const rows = db.prepare("SELECT count(*) AS n FROM connection_paths").get() as { n: number };
+    expect(rows.n).toBe(3);
+    const read = [...iterateConnections(db)];
+    expect(read.map((c) => [c.id, c.path, c.candidates])).toEqual([
+      [1, ["KUBE-SERVICES"], connection(1, []).candidates],
+      [2, ["KUBE-SERVICES"], connection(2, []).candidates],
+      [3, ["KUBE-SERVICES"], other],
+      [4, ["KUBE-SERVICES", "KUBE-SVC-X"], connection(4, []).candidates],
+    ]);
+    // A rerun starts the pairs afresh.
+    w.begin();
+    w.addConnection({ ...connection(5, []), candidates: other });
+    w.commit();
+    expect(db.prepare("SELECT path, candidates FROM connection_paths").all()).toEqual([
+      { path: '["KUBE-SERVICES"]', candidates: JSON.stringify(other) },
+    ]);
+    db.close();
+  });
+
+  it("upgrades a database analyzed before paths had their own table: the old results go", () => {
+    const path = join(dir, "v6.db");
+    const old = openDb(path, { migrations: migrations.slice(0, 6) });
+    const w6 = old.prepare(
+      `INSERT INTO connections (id, proto, client_ip, client_port, vip_ip, vip_port, hook, verdict,
+         start, end, path, candidates, vip_from, answered, translation_ids, conntrack_ids)
+       VALUES (1, 'tcp', '10.244.1.10', 40000, '10.96.0.10', 80, 'prerouting', 'consistent',
+         1000, 1001, '[]', '[]', 'capture', 1, '[]', '[]')`,
+    );
+    w6.run();
+    old.exec("INSERT INTO analysis_runs (ran_at, seconds, stats) VALUES (1, 1, '{}')");
+    old.close();
+    const db = openDb(path);
+    expect(hasAnalysis(db)).toBe(false);
+    expect([...iterateConnections(db)]).toEqual([]);
     db.close();
   });
 
