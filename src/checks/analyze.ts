@@ -3,7 +3,8 @@ import { type AnalysisData, loadAnalysis } from "../reconstruct/load.js";
 import type { ReconstructStats } from "../reconstruct/reconstruct.js";
 import { reconstruct } from "../reconstruct/reconstruct.js";
 import type { Connection } from "../reconstruct/types.js";
-import { AnalysisWriter, iterateConnections } from "../store/analysis-schema.js";
+import { iterateConnections } from "../store/analysis-schema.js";
+import { AnalysisWriter } from "../store/analysis-writer.js";
 import type { Db } from "../store/index.js";
 import { openDb } from "../store/index.js";
 import { startChecks } from "./index.js";
@@ -58,7 +59,7 @@ export function checkContext(
     ]),
     rulesets: new RuleSetTimeline(data.rulesets),
     inventory: new InventoryTimeline(data.inventory),
-    // For the checks that need connections in start order: by then all are written (flushed).
+    // Connections as stored (after analyze committed them): for `runChecks` on its own.
     connections: (verdicts) =>
       iterateConnections(db, verdicts === undefined ? {} : { verdicts }) as Iterable<Connection>,
     conntrack: data.conntrack,
@@ -71,7 +72,14 @@ export function checkContext(
 
 function run(db: Db, reader: Db, options: AnalyzeOptions, t0: number): AnalyzeSummary {
   const data = loadAnalysis(reader);
-  const ctx = checkContext(db, data, options.checks);
+  const ctx: CheckContext = {
+    ...checkContext(db, data, options.checks),
+    // Every check sees the connections as a pass while they are made; the stored ones are the
+    // previous run's until this one commits.
+    connections: () => {
+      throw new Error("analyze: a check read the stored connections instead of being a pass");
+    },
+  };
   const writer = new AnalysisWriter(db);
   const verdicts: Record<string, number> = {};
   let findings: Finding[] = [];
@@ -95,7 +103,6 @@ function run(db: Db, reader: Db, options: AnalyzeOptions, t0: number): AnalyzeSu
         checkRun.visit(c);
       },
     );
-    writer.flush();
     findings = checkRun.finish();
     for (const f of findings) writer.addFinding(f);
     const seconds = (performance.now() - t0) / 1000;

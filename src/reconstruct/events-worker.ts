@@ -1,13 +1,15 @@
 import type { MessagePort } from "node:worker_threads";
 import { workerData } from "node:worker_threads";
 import { openDb } from "../store/index.js";
+import type { Control } from "../util/thread-channel.js";
+import { signalPosted } from "../util/thread-channel.js";
 import { serveEvents } from "./events.js";
 
 /** Worker thread entry: read a database's legs and translations for `readEvents`. */
 const { path, port, control, maxInFlight } = workerData as {
   path: string;
   port: MessagePort;
-  control: Int32Array;
+  control: Control;
   maxInFlight: number;
 };
 let db: ReturnType<typeof openDb> | null = null;
@@ -21,8 +23,7 @@ try {
   );
 } catch (error) {
   port.postMessage({ error: (error as Error).message });
-  Atomics.add(control, 0, 1);
-  Atomics.notify(control, 0);
+  signalPosted(control);
 } finally {
   db?.close();
 }

@@ -1,8 +1,17 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import type { Db } from "../store/index.js";
 import { listInterfaces } from "../store/index.js";
+import type { Control } from "../util/thread-channel.js";
+import {
+  countConsumed,
+  countPosted,
+  newControl,
+  receiveBlocking,
+  signalPosted,
+  waitForRoom,
+} from "../util/thread-channel.js";
 import type { LegView, TranslationView } from "./types.js";
 
 /**
@@ -26,9 +35,6 @@ const BATCH = 4096;
 const MAX_DICTIONARY = 1 << 20;
 /** Batches the reader may run ahead of reconstruction (bounded memory). */
 const MAX_IN_FLIGHT = 4;
-/** Control words shared with the worker: batches sent, batches not yet consumed. */
-const SENT = 0;
-const IN_FLIGHT = 1;
 
 export interface EventBatch {
   count: number;
@@ -261,14 +267,10 @@ interface WorkerMessage {
 /** How long to wait for the reader's next batch before deciding it is gone. */
 const STALL_MS = 120_000;
 
-/**
- * Batches from a worker running `encodeEvents` on its own read-only connection. Analyze runs
- * synchronously, so batches are taken off the port with `receiveMessageOnPort`, and the two
- * threads wake each other through shared control words (Atomics) instead of the event loop.
- */
+/** Batches from a worker running `encodeEvents` on its own read-only connection. */
 function* batchesFromWorker(path: string): Generator<EventBatch> {
   const { port1, port2 } = new MessageChannel();
-  const control = new Int32Array(new SharedArrayBuffer(8));
+  const control = newControl();
   const worker = new Worker(WORKER, {
     workerData: { path, port: port2, control, maxInFlight: MAX_IN_FLIGHT },
     transferList: [port2],
@@ -276,20 +278,16 @@ function* batchesFromWorker(path: string): Generator<EventBatch> {
   worker.unref();
   try {
     for (;;) {
-      const sent = Atomics.load(control, SENT);
-      const received = receiveMessageOnPort(port1);
-      if (received === undefined) {
-        if (Atomics.wait(control, SENT, sent, STALL_MS) === "timed-out") {
-          throw new Error(`the leg reader thread sent nothing for ${STALL_MS / 1000}s`);
-        }
-        continue;
-      }
-      const message = received.message as WorkerMessage;
+      const message = receiveBlocking(
+        port1,
+        control,
+        STALL_MS,
+        "the leg reader thread",
+      ) as WorkerMessage;
       if (message.error !== undefined) throw new Error(message.error);
       if (message.end) return;
       if (message.batch === undefined) continue;
-      Atomics.sub(control, IN_FLIGHT, 1);
-      Atomics.notify(control, IN_FLIGHT);
+      countConsumed(control);
       yield message.batch;
     }
   } finally {
@@ -302,26 +300,19 @@ function* batchesFromWorker(path: string): Generator<EventBatch> {
 export function serveEvents(
   db: Db,
   post: (message: WorkerMessage, transfer?: ArrayBuffer[]) => void,
-  control: Int32Array,
+  control: Control,
   maxInFlight: number,
 ): void {
-  const signal = () => {
-    Atomics.add(control, SENT, 1);
-    Atomics.notify(control, SENT);
-  };
   try {
     for (const batch of encodeEvents(db)) {
-      Atomics.add(control, IN_FLIGHT, 1);
+      countPosted(control);
       post({ batch }, [batch.kinds.buffer as ArrayBuffer, batch.nums.buffer as ArrayBuffer]);
-      signal();
-      for (let n = Atomics.load(control, IN_FLIGHT); n >= maxInFlight; ) {
-        Atomics.wait(control, IN_FLIGHT, n, 1000);
-        n = Atomics.load(control, IN_FLIGHT);
-      }
+      signalPosted(control);
+      waitForRoom(control, maxInFlight);
     }
     post({ end: true });
   } catch (error) {
     post({ error: (error as Error).message });
   }
-  signal();
+  signalPosted(control);
 }

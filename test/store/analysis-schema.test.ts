@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  AnalysisWriter,
   connectionLegs,
   hasAnalysis,
   iterateConnections,
   type StoredConnection,
 } from "../../src/store/analysis-schema.js";
+import { AnalysisWriter } from "../../src/store/analysis-writer.js";
 import { openDb } from "../../src/store/db.js";
 import { migrations } from "../../src/store/migrations.js";
 
@@ -86,9 +86,10 @@ describe("analysis tables", () => {
       [4, ["KUBE-SERVICES", "KUBE-SVC-X"], connection(4, []).candidates],
     ]);
     // A rerun starts the pairs afresh.
-    w.begin();
-    w.addConnection({ ...connection(5, []), candidates: other });
-    w.commit();
+    const again = new AnalysisWriter(db);
+    again.begin();
+    again.addConnection({ ...connection(5, []), candidates: other });
+    again.commit();
     expect(db.prepare("SELECT path, candidates FROM connection_paths").all()).toEqual([
       { path: '["KUBE-SERVICES"]', candidates: JSON.stringify(other) },
     ]);
