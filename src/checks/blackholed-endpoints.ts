@@ -1,6 +1,6 @@
 import type { CheckContext, ConnectionPass, Finding } from "./types.js";
 import { defineCheck, runPass } from "./types.js";
-import { endpointText, keepSmallest } from "./util.js";
+import { endpointText, GroupIndex, keepSmallest } from "./util.js";
 
 type BlackholedFinding = Extract<Finding, { check: "blackholed-endpoints" }>;
 
@@ -32,15 +32,15 @@ export const blackholedEndpoints = defineCheck({
 
 function pass(ctx: CheckContext): ConnectionPass<BlackholedFinding> {
   const groups = new Map<string, Group>();
+  const index = new GroupIndex<Group>();
   const end = ctx.range?.to ?? Number.POSITIVE_INFINITY;
   return {
     visit(c) {
       if (c.endpoint === null || c.service === null) return;
       if (c.start > end - TAIL_SECONDS) return;
-      const ep = endpointText(c.endpoint.ip, c.endpoint.port);
-      const key = `${c.service}|${ep}`;
-      let g = groups.get(key);
+      let g = index.find(c.service, c.endpoint.ip, c.endpoint.port);
       if (g === undefined) {
+        const ep = endpointText(c.endpoint.ip, c.endpoint.port);
         g = {
           service: c.service,
           endpoint: ep,
@@ -52,7 +52,8 @@ function pass(ctx: CheckContext): ConnectionPass<BlackholedFinding> {
           from: Number.POSITIVE_INFINITY,
           to: Number.NEGATIVE_INFINITY,
         };
-        groups.set(key, g);
+        groups.set(`${c.service}|${ep}`, g);
+        index.add(c.service, c.endpoint.ip, c.endpoint.port, g);
       }
       g.total++;
       const bad = c.verdict === "blackholed" || c.verdict === "refused";

@@ -2,7 +2,14 @@ import type { Connection } from "../reconstruct/types.js";
 import { goodnessOfFit } from "./stats.js";
 import type { CheckContext, ConnectionPass, Finding } from "./types.js";
 import { defineCheck, runPass } from "./types.js";
-import { endpointText, findService, round, serviceRuleLines } from "./util.js";
+import {
+  EndpointCounts,
+  endpointText,
+  findService,
+  GroupIndex,
+  round,
+  serviceRuleLines,
+} from "./util.js";
 
 type FairnessFinding = Extract<Finding, { check: "fairness" }>;
 
@@ -14,59 +21,72 @@ interface Group {
   service: string;
   node: string;
   expected: Map<string, number>;
-  counts: Map<string, number>;
+  counts: EndpointCounts;
   from: number;
   to: number;
   affinityClients: Set<string> | null;
 }
 
+interface Groups {
+  /** By signature text: candidates arrays with the same content are one group. */
+  bySignature: Map<string, Group>;
+  /** By Service, node and candidates array: found without building a key per connection. */
+  index: GroupIndex<Group>;
+}
+
 function trafficFairness(ctx: CheckContext): ConnectionPass<FairnessFinding> {
-  const groups = new Map<string, Group>();
+  const groups: Groups = { bySignature: new Map(), index: new GroupIndex() };
   return {
     verdicts: CHOSEN_LIST,
     visit: (c) => visit(ctx, groups, c),
-    finish: () => report(ctx, groups),
+    finish: () => report(ctx, groups.bySignature),
   };
 }
 
-function visit(ctx: CheckContext, groups: Map<string, Group>, c: Connection): void {
+function visit(ctx: CheckContext, groups: Groups, c: Connection): void {
   if (!CHOSEN.has(c.verdict) || c.endpoint === null || c.service === null || c.node === null) {
     return;
   }
   if (c.candidates.length < 2) return;
-  const sig = candidateSignature(c);
-  const key = `${c.service}|${c.node}|${sig}`;
-  let g = groups.get(key);
+  let g = groups.index.find(c.service, c.node, c.candidates);
+  if (g === undefined) g = group(ctx, groups, c, c.service, c.node);
+  if (g.affinityClients !== null) {
+    if (g.affinityClients.has(c.client.ip)) return;
+    g.affinityClients.add(c.client.ip);
+  }
+  g.counts.add(c.endpoint.ip, c.endpoint.port);
+  if (c.start < g.from) g.from = c.start;
+  if (c.start > g.to) g.to = c.start;
+}
+
+function group(ctx: CheckContext, groups: Groups, c: Connection, service: string, node: string) {
+  const key = `${service}|${node}|${candidateSignature(c)}`;
+  let g = groups.bySignature.get(key);
   if (g === undefined) {
-    const rs = c.rulesetId === null ? null : ctx.rulesets.at(c.node, c.start);
-    const sp = rs === null ? null : findService(rs, c.service);
+    const rs = c.rulesetId === null ? null : ctx.rulesets.at(node, c.start);
+    const sp = rs === null ? null : findService(rs, service);
     g = {
-      service: c.service,
-      node: c.node,
+      service,
+      node,
       expected: new Map(c.candidates.map((x) => [x.endpoint, x.probability])),
-      counts: new Map(),
+      counts: new EndpointCounts(),
       from: c.start,
       to: c.start,
       // With ClientIP affinity only a client's first connection is a fresh draw.
       affinityClients: sp?.affinityTimeout != null ? new Set() : null,
     };
-    groups.set(key, g);
+    groups.bySignature.set(key, g);
   }
-  if (g.affinityClients !== null) {
-    if (g.affinityClients.has(c.client.ip)) return;
-    g.affinityClients.add(c.client.ip);
-  }
-  const ep = endpointText(c.endpoint.ip, c.endpoint.port);
-  g.counts.set(ep, (g.counts.get(ep) ?? 0) + 1);
-  if (c.start < g.from) g.from = c.start;
-  if (c.start > g.to) g.to = c.start;
+  groups.index.add(service, node, c.candidates, g);
+  return g;
 }
 
 function report(ctx: CheckContext, groups: Map<string, Group>): FairnessFinding[] {
   const out: FairnessFinding[] = [];
   for (const g of groups.values()) {
     const eps = [...g.expected.keys()];
-    const counts = eps.map((e) => g.counts.get(e) ?? 0);
+    const byText = g.counts.byText();
+    const counts = eps.map((e) => byText.get(e) ?? 0);
     const probs = eps.map((e) => g.expected.get(e) ?? 0);
     const fit = goodnessOfFit(counts, probs);
     // Minimum-sample rule: small samples deviate by chance; do not cry wolf.

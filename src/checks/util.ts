@@ -64,3 +64,43 @@ export function keepSmallest(ids: number[], id: number, max = 20): void {
   ids.splice(i, 0, id);
   if (ids.length > max) ids.pop();
 }
+
+/**
+ * Groups looked up by three parts through nested maps: a pass visits millions of connections,
+ * and their strings (Service, node, address) are shared, so no key string is built per visit.
+ */
+export class GroupIndex<G> {
+  private readonly root = new Map<unknown, Map<unknown, Map<unknown, G>>>();
+
+  find(a: unknown, b: unknown, c: unknown): G | undefined {
+    return this.root.get(a)?.get(b)?.get(c);
+  }
+
+  add(a: unknown, b: unknown, c: unknown, group: G): void {
+    let mb = this.root.get(a);
+    if (mb === undefined) this.root.set(a, (mb = new Map()));
+    let mc = mb.get(b);
+    if (mc === undefined) mb.set(b, (mc = new Map()));
+    mc.set(c, group);
+  }
+}
+
+/** Connections per endpoint, counted by address then port (no text per visit). */
+export class EndpointCounts {
+  private readonly byIp = new Map<string, Map<number, number>>();
+
+  add(ip: string, port: number): void {
+    let byPort = this.byIp.get(ip);
+    if (byPort === undefined) this.byIp.set(ip, (byPort = new Map()));
+    byPort.set(port, (byPort.get(port) ?? 0) + 1);
+  }
+
+  /** By `endpointText`. */
+  byText(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [ip, byPort] of this.byIp) {
+      for (const [port, n] of byPort) out.set(endpointText(ip, port), n);
+    }
+    return out;
+  }
+}

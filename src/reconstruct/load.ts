@@ -10,7 +10,6 @@ import {
   listDns,
   listDocuments,
   listEndpoints,
-  listInterfaces,
   listInventorySnapshots,
   listNodes,
   listRuleSets,
