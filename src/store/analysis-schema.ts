@@ -112,6 +112,9 @@ CREATE TABLE connections (
   leg_ids TEXT NOT NULL
 );
 CREATE INDEX connections_start ON connections (start);
+-- For other tools (sqlite3, Datasette): every connection with its path and candidates.
+CREATE VIEW connections_full AS
+  SELECT c.*, p.path, p.candidates FROM connections c JOIN connection_paths p ON p.id = c.path_id;
 DELETE FROM findings;
 DELETE FROM analysis_runs;
 `;

@@ -78,6 +78,16 @@ describe("analysis tables", () => {
     w.commit();
     const rows = db.prepare("SELECT count(*) AS n FROM connection_paths").get() as { n: number };
     expect(rows.n).toBe(3);
+    // The view other tools read: each connection with its own path and candidates.
+    const base = JSON.stringify(connection(1, []).candidates);
+    expect(
+      db.prepare("SELECT id, path, candidates FROM connections_full ORDER BY id").all(),
+    ).toEqual([
+      { id: 1, path: '["KUBE-SERVICES"]', candidates: base },
+      { id: 2, path: '["KUBE-SERVICES"]', candidates: base },
+      { id: 3, path: '["KUBE-SERVICES"]', candidates: JSON.stringify(other) },
+      { id: 4, path: '["KUBE-SERVICES","KUBE-SVC-X"]', candidates: base },
+    ]);
     const read = [...iterateConnections(db)];
     expect(read.map((c) => [c.id, c.path, c.candidates])).toEqual([
       [1, ["KUBE-SERVICES"], connection(1, []).candidates],
