@@ -16,6 +16,7 @@ import {
 } from "../util/thread-channel.js";
 import type { StoredConnection, StoredFinding } from "./analysis-schema.js";
 import type { Db } from "./db.js";
+import { RowBatch } from "./writer.js";
 
 /**
  * Writes what `svctrace analyze` finds, replacing the previous results in one transaction: a run
@@ -30,6 +31,14 @@ import type { Db } from "./db.js";
 
 /** Numbers per connection; lists of ids follow separately. */
 const SLOTS = 25;
+/**
+ * How the first 22 slots become the first 22 columns of `connections`: t a text's code
+ * (-1 null), n a number, o a number or null (NaN). The last three columns are the id lists.
+ */
+const COLUMN_KINDS = "nttntnttttototnnntntto";
+const TEXT = "t".charCodeAt(0);
+const NUMBER_OR_NULL = "o".charCodeAt(0);
+const COLUMNS = COLUMN_KINDS.length + 3;
 const BATCH = 1024;
 const MAX_DICTIONARY = 1 << 20;
 /** Batches the main thread may run ahead of the writer (bounded memory). */
@@ -170,52 +179,6 @@ class ConnectionEncoder {
   }
 }
 
-/**
- * Multi-row INSERT: one statement step per `batch` rows instead of one per row (analyze writes
- * millions of rows; the per-statement overhead dominated).
- */
-class BatchInsert {
-  private readonly many;
-  private readonly one;
-  private readonly values: unknown[];
-  private rows = 0;
-
-  constructor(
-    db: Db,
-    head: string,
-    private readonly columns: number,
-    private readonly batch: number,
-  ) {
-    const row = `(${new Array(columns).fill("?").join(", ")})`;
-    this.many = db.prepare(`${head} ${new Array(batch).fill(row).join(", ")}`);
-    this.one = db.prepare(`${head} ${row}`);
-    this.values = new Array(columns * batch).fill(null);
-  }
-
-  /** Offset in `values` of the next row's first column; call `added()` once it is filled. */
-  get offset(): number {
-    return this.rows * this.columns;
-  }
-
-  get buffer(): unknown[] {
-    return this.values;
-  }
-
-  added(): void {
-    if (++this.rows === this.batch) {
-      this.many.run(this.values);
-      this.rows = 0;
-    }
-  }
-
-  flush(): void {
-    for (let r = 0; r < this.rows; r++) {
-      this.one.run(this.values.slice(r * this.columns, (r + 1) * this.columns));
-    }
-    this.rows = 0;
-  }
-}
-
 type WriterMessage =
   | { op: "begin" }
   | { op: "batch"; batch: ConnectionBatch }
@@ -236,7 +199,7 @@ export class AnalysisSink {
 
   constructor(private readonly db: Db) {
     // 25 columns x 40 rows stay far below SQLite's 32,766 bound parameters.
-    this.insConn = new BatchInsert(db, "INSERT INTO connections VALUES", SLOTS, 40);
+    this.insConn = new RowBatch(db, "INSERT INTO connections VALUES", COLUMNS, 40);
     this.insPath = db.prepare(
       "INSERT INTO connection_paths (id, path, candidates) VALUES (?, ?, ?)",
     );
@@ -307,30 +270,13 @@ export class AnalysisSink {
     };
     for (let i = 0; i < b.count; i++) {
       const o = i * SLOTS;
-      const v = this.insConn.buffer;
-      const r = this.insConn.offset;
-      v[r] = nums[o];
-      v[r + 1] = text(nums[o + 1] as number);
-      v[r + 2] = text(nums[o + 2] as number);
-      v[r + 3] = nums[o + 3];
-      v[r + 4] = text(nums[o + 4] as number);
-      v[r + 5] = nums[o + 5];
-      v[r + 6] = text(nums[o + 6] as number);
-      v[r + 7] = text(nums[o + 7] as number);
-      v[r + 8] = text(nums[o + 8] as number);
-      v[r + 9] = text(nums[o + 9] as number);
-      v[r + 10] = num(nums[o + 10] as number);
-      v[r + 11] = text(nums[o + 11] as number);
-      v[r + 12] = num(nums[o + 12] as number);
-      v[r + 13] = text(nums[o + 13] as number);
-      v[r + 14] = nums[o + 14];
-      v[r + 15] = nums[o + 15];
-      v[r + 16] = nums[o + 16];
-      v[r + 17] = text(nums[o + 17] as number);
-      v[r + 18] = nums[o + 18];
-      v[r + 19] = text(nums[o + 19] as number);
-      v[r + 20] = text(nums[o + 20] as number);
-      v[r + 21] = num(nums[o + 21] as number);
+      const v = this.insConn.values;
+      const r = this.insConn.next();
+      for (let k = 0; k < COLUMN_KINDS.length; k++) {
+        const x = nums[o + k] as number;
+        const kind = COLUMN_KINDS.charCodeAt(k);
+        v[r + k] = kind === TEXT ? text(x) : kind === NUMBER_OR_NULL ? num(x) : x;
+      }
       // Columns are translation_ids, conntrack_ids, leg_ids; the ids come legs first.
       const legs = list(nums[o + 22] as number);
       v[r + 22] = list(nums[o + 23] as number);

@@ -129,11 +129,13 @@ const TRANSLATION_COLUMNS = 17;
 type Statement = ReturnType<Db["prepare"]>;
 
 /**
- * Rows of one table collected into a flat array and inserted `BATCH_ROWS` at a time. Writers
- * fill `values` from `next()` on; whatever is pending goes in on `flush()` (the writer flushes
- * before commit and before anything that reads back).
+ * Rows of one table collected into a flat array and inserted `batch` at a time (one statement
+ * step per batch instead of per row: millions of rows). Writers fill `values` from `next()` on;
+ * whatever is pending goes in on `flush()` (the writer flushes before commit and before anything
+ * that reads back). `head` is "INSERT INTO t (…) VALUES"; columns × batch must stay below
+ * SQLite's 32,766 bound parameters.
  */
-class RowBatch {
+export class RowBatch {
   readonly values: unknown[];
   private rows = 0;
   private readonly many: Statement;
@@ -143,11 +145,12 @@ class RowBatch {
     db: Db,
     head: string,
     private readonly columns: number,
+    private readonly batch = BATCH_ROWS,
   ) {
     const row = `(${new Array(columns).fill("?").join(", ")})`;
-    this.many = db.prepare(head + new Array(BATCH_ROWS).fill(row).join(", "));
-    this.one = db.prepare(head + row);
-    this.values = new Array(columns * BATCH_ROWS).fill(null);
+    this.many = db.prepare(`${head} ${new Array(batch).fill(row).join(", ")}`);
+    this.one = db.prepare(`${head} ${row}`);
+    this.values = new Array(columns * batch).fill(null);
   }
 
   /** Offset in `values` of the next row's first column; call `added()` once it is filled. */
@@ -156,7 +159,7 @@ class RowBatch {
   }
 
   added(): void {
-    if (++this.rows === BATCH_ROWS) {
+    if (++this.rows === this.batch) {
       this.many.run(this.values);
       this.rows = 0;
     }
