@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /*
- * The lab's in-namespace helper process: `agent.js serve …` and `agent.js send …`, the same as
- * `svctrace lab serve` / `lab send` but loading only the lab's own code, so a pod starts fast and
- * does not depend on the rest of the CLI. `lab run` starts it with `ip netns exec`.
+ * The lab's in-namespace helper process: `agent.js serve|send|dns|resolve …`, the same as
+ * `svctrace lab serve` / `lab send` / `lab dns` / `lab resolve` but loading only the lab's own
+ * code, so a pod starts fast and does not depend on the rest of the CLI. `lab run` starts it
+ * with `ip netns exec`. The DNS commands load dns-packet, so they are imported only when used.
  */
 import { sendTraffic } from "./send.js";
 import { startServer } from "./serve.js";
@@ -58,7 +59,43 @@ async function main(): Promise<void> {
     process.stdout.write(records.map((r) => `${JSON.stringify(r)}\n`).join(""));
     return;
   }
-  throw new Error(`usage: agent.js serve|send --option value …`);
+  if (command === "dns") {
+    const { startDnsServer } = await import("./dns-server.js");
+    const name = one(opts, "name");
+    const server = await startDnsServer({
+      name,
+      host: one(opts, "host", "0.0.0.0"),
+      port: Number(one(opts, "port", "53")),
+      zone: one(opts, "zone"),
+      // One line per answered query: the runner's ground truth of who asked and what was said.
+      onQuery: (log) => process.stdout.write(`${JSON.stringify(log)}\n`),
+    });
+    process.stdout.write(`ready ${name} dns=${server.port}\n`);
+    await new Promise<void>((resolve) => {
+      process.once("SIGTERM", resolve);
+      process.once("SIGINT", resolve);
+    });
+    await server.close();
+    return;
+  }
+  if (command === "resolve") {
+    const { resolveNames } = await import("./resolve.js");
+    const [host, port] = one(opts, "server").split(":");
+    const records = await resolveNames({
+      server: host ?? "",
+      port: Number(port ?? "53"),
+      name: one(opts, "name"),
+      qtype: one(opts, "type", "A") === "AAAA" ? "AAAA" : "A",
+      count: Number(one(opts, "count", "1")),
+      rate: Number(one(opts, "rate", "5")),
+      bind: opts.get("bind")?.[0] ?? null,
+      timeoutMs: Number(one(opts, "timeout", "1000")),
+      onStart: () => process.stdout.write("#started\n"),
+    });
+    process.stdout.write(records.map((r) => `${JSON.stringify(r)}\n`).join(""));
+    return;
+  }
+  throw new Error(`usage: agent.js serve|send|dns|resolve --option value …`);
 }
 
 main().catch((error: unknown) => {

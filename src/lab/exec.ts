@@ -1,5 +1,15 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -137,17 +147,27 @@ export function agentEntryPoint(): string {
 /**
  * A private copy of the built agent for one run. dist/ is shared: a rebuild in the middle of a
  * run (another terminal, a test's global setup) would otherwise pull the files from under the
- * pods' servers. The agent is three small ES modules with no dependencies.
+ * pods' servers. The agent is a few small ES modules; only the DNS ones need a dependency.
  */
-export function privateAgent(): { path: string; cleanup: () => void } {
+export function privateAgent(): { path: string; dir: string; cleanup: () => void } {
   const source = dirname(agentEntryPoint());
   const dir = mkdtempSync(join(tmpdir(), "svctrace-agent-"));
-  for (const file of ["agent.js", "send.js", "serve.js"]) {
+  for (const file of ["agent.js", "send.js", "serve.js", "dns-server.js", "resolve.js"]) {
     copyFileSync(join(source, file), join(dir, file));
   }
   writeFileSync(join(dir, "package.json"), '{"type":"module"}\n');
+  // The DNS server and resolver load dns-packet: link the installed package (node resolves
+  // its own dependencies from its real path).
+  try {
+    const pkg = dirname(createRequire(import.meta.url).resolve("dns-packet/package.json"));
+    mkdirSync(join(dir, "node_modules"));
+    symlinkSync(pkg, join(dir, "node_modules", "dns-packet"), "dir");
+  } catch {
+    // Without dns-packet only the DNS commands fail, with their own error.
+  }
   return {
     path: join(dir, "agent.js"),
+    dir,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

@@ -1,3 +1,4 @@
+import { serviceOfDnsName } from "./cluster-dns.js";
 import { type Scenario, serviceKey } from "./scenario.js";
 import type { ClusterState } from "./state.js";
 import type {
@@ -6,6 +7,7 @@ import type {
   LabEvent,
   TruthConnection,
   TruthFile,
+  TruthLookup,
 } from "./truth.js";
 
 /*
@@ -71,6 +73,101 @@ function removedBy(c: TruthConnection, ev: LabEvent): boolean {
   if (ev.service === null || splitService(c.service).key !== ev.service) return false;
   if (ev.kind === "deleteService") return true;
   return ev.kind === "removeEndpoint" && c.endpointPod === ev.pod;
+}
+
+/**
+ * The `dns` check's default `--grace`: an answer is judged against the Services as they were
+ * both at its time and this long before, so a change has this long to reach the DNS server.
+ */
+export const DNS_CHECK_GRACE_SECONDS = 5;
+/** Slack around the grace window: the capture's time of an answer is not the client's. */
+const DNS_MARGIN_SECONDS = 1;
+
+/** When each Service existed, from the scenario (absent or not at the start) and the events. */
+export function serviceLifetimes(
+  scn: Scenario,
+  events: readonly LabEvent[],
+): Map<string, { from: number; to: number }[]> {
+  const out = new Map<string, { from: number; to: number }[]>();
+  for (const svc of scn.services) {
+    out.set(serviceKey(svc), svc.absent ? [] : [{ from: -Infinity, to: Infinity }]);
+  }
+  for (const ev of [...events].sort((a, b) => a.time - b.time)) {
+    if (ev.service === null) continue;
+    const list = out.get(ev.service) ?? [];
+    out.set(ev.service, list);
+    const open = list.find((l) => l.to === Infinity);
+    if (ev.kind === "createService" && open === undefined)
+      list.push({ from: ev.time, to: Infinity });
+    if (ev.kind === "deleteService" && open !== undefined) open.to = ev.time;
+  }
+  return out;
+}
+
+/**
+ * The dns findings an analysis must report for these lookups: an answer for a Service deleted
+ * more than the grace before, NXDOMAIN for a Service that existed throughout the grace window,
+ * an address that is not the ClusterIP of a Service that existed throughout it. Lookups close to
+ * a change are left out (the check forgives them, rightly).
+ */
+export function dnsFindings(
+  scn: Scenario,
+  lookups: readonly TruthLookup[],
+  events: readonly LabEvent[],
+): { findings: ExpectedFinding[]; notes: string[] } {
+  const findings: ExpectedFinding[] = [];
+  const notes: string[] = [];
+  if (scn.dns === null) return { findings, notes };
+  const lifetimes = serviceLifetimes(scn, events);
+  const seen = new Set<string>();
+  const grace = DNS_CHECK_GRACE_SECONDS + DNS_MARGIN_SECONDS;
+  const add = (service: string, severity: ExpectedFinding["severity"], why: string): void => {
+    if (seen.has(service)) return;
+    seen.add(service);
+    findings.push({ check: "dns", severity, service, node: null, why });
+  };
+  const faults = scn.faults.dns;
+  const explained = new Set<string>();
+  for (const q of lookups) {
+    if (!q.answered || q.rcode === null) continue;
+    const key = serviceOfDnsName(q.name, scn.dns.domain);
+    const life = key === null ? undefined : lifetimes.get(key);
+    if (key === null || life === undefined) continue;
+    const from = q.start - grace;
+    const to = q.end + DNS_MARGIN_SECONDS;
+    const throughout = life.some((l) => l.from <= from && l.to >= to);
+    const never = !life.some((l) => l.from <= to && l.to >= from);
+    const everExisted = life.length > 0 && life.some((l) => l.from <= q.start);
+    const svc = scn.services.find((s) => serviceKey(s) === key);
+    const addrs = q.answers.filter((a) => a.startsWith("A ")).map((a) => a.slice(2));
+    if (q.rcode === "NXDOMAIN" && throughout) {
+      add(key, "warning", `NXDOMAIN for ${q.name} while Service ${key} existed`);
+      explained.add(`nxdomain ${key}`);
+    } else if (q.rcode === "NOERROR" && addrs.length > 0 && never && everExisted) {
+      add(key, "warning", `${q.name} still answered ${addrs.join(", ")} after ${key} was deleted`);
+      explained.add(`stale ${key}`);
+    } else if (q.rcode === "NOERROR" && throughout && addrs.some((a) => a !== svc?.clusterIP)) {
+      add(key, "error", `${q.name} answered ${addrs.join(", ")}, not ${svc?.clusterIP}`);
+      explained.add(`wrong ${key}`);
+    }
+  }
+  // A fault the lookups never showed beyond the grace window cannot be expected of an analysis.
+  for (const key of faults?.nxdomain ?? []) {
+    if (!explained.has(`nxdomain ${key}`))
+      notes.push(`dns fault nxdomain ${key}: no lookup showed it outside the grace window`);
+  }
+  for (const w of faults?.wrongAddress ?? []) {
+    if (!explained.has(`wrong ${w.service}`))
+      notes.push(
+        `dns fault wrongAddress ${w.service}: no lookup showed it outside the grace window`,
+      );
+  }
+  if (faults?.staleAnswers && ![...explained].some((e) => e.startsWith("stale "))) {
+    notes.push(
+      `dns fault staleAnswers: no lookup of a deleted Service more than ${DNS_CHECK_GRACE_SECONDS} s after its deletion`,
+    );
+  }
+  return { findings, notes };
 }
 
 export function deriveExpected(
@@ -179,6 +276,9 @@ export function deriveExpected(
       }
     }
   }
+  const dns = dnsFindings(scn, truth.lookups ?? [], truth.events);
+  for (const f of dns.findings) add(f);
+  notes.push(...dns.notes);
   if (scn.faults.noMasquerade) {
     notes.push("noMasquerade fault: no KUBE-MARK-MASQ rules; see expect.findings for checks");
   }

@@ -1,8 +1,18 @@
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../util/errors.js";
+import { clusterDnsZone } from "./cluster-dns.js";
 import { ctTranslation, parseConntrackList } from "./conntrack.js";
+import type { DnsServerLog, DnsZone } from "./dns-server.js";
 import {
   checkLabEnvironment,
   inNs,
@@ -20,9 +30,12 @@ import {
   type GenServicePort,
   generateIptablesRestore,
 } from "./kubeproxy-gen.js";
+import type { ResolveRecord } from "./resolve.js";
 import {
   LAB_NET,
+  type LabPod,
   type LabService,
+  type ResolveStep,
   type Scenario,
   serviceKey,
   type TrafficStep,
@@ -46,7 +59,7 @@ import {
   routeVia,
   type Topology,
 } from "./topology.js";
-import type { BundleManifest, LabEvent, TruthConnection, TruthFile } from "./truth.js";
+import type { BundleManifest, LabEvent, TruthConnection, TruthFile, TruthLookup } from "./truth.js";
 
 /*
  * `svctrace lab run`: build the namespaces, start servers and captures, load kube-proxy's rules,
@@ -147,6 +160,12 @@ interface TrafficResult {
   records: SendRecord[];
 }
 
+interface ResolveResult {
+  step: number;
+  resolve: ResolveStep;
+  records: ResolveRecord[];
+}
+
 class LabRunner {
   private readonly scn: Scenario;
   private readonly out: string;
@@ -160,6 +179,10 @@ class LabRunner {
   private readonly snapshots: BundleManifest["snapshots"] = [];
   private readonly events: LabEvent[] = [];
   private readonly traffic: TrafficResult[] = [];
+  private readonly resolves: ResolveResult[] = [];
+  /** The zone the cluster DNS serves now, and every query it answered. */
+  private zone: DnsZone | null = null;
+  private readonly dnsLog: DnsServerLog[] = [];
   private readonly background: Promise<void>[] = [];
   private readonly warnings: string[] = [];
   private lastStamp = 0;
@@ -214,6 +237,7 @@ class LabRunner {
     this.log(`building ${scn.nodes.length} nodes, ${scn.pods.length} pods`);
     this.topo = await buildTopology(scn, this.opts.prefix);
     this.checkInterrupted();
+    this.writeZone();
     await this.startServers();
 
     const start = Date.now() / 1000;
@@ -260,6 +284,10 @@ class LabRunner {
     const cli = this.agent.path;
     const ready: Promise<void>[] = [];
     for (const pod of this.scn.pods) {
+      if (pod.dnsServer) {
+        ready.push(this.startDnsServer(pod));
+        continue;
+      }
       if (!pod.server || pod.unreachable) continue;
       if (pod.tcpPorts.length === 0 && pod.udpPorts.length === 0) continue;
       const argv = [process.execPath, cli, "serve", "--name", pod.name, "--host", pod.ip];
@@ -287,6 +315,54 @@ class LabRunner {
       );
     }
     await Promise.all(ready);
+  }
+
+  private get zoneFile(): string {
+    return join(this.agent.dir, "zone.json");
+  }
+
+  /**
+   * The cluster DNS pod: the lab's DNS server answering from the zone file. Its stdout is one
+   * JSON line per answered query (kept for the truth); "ready" once it listens.
+   */
+  private startDnsServer(pod: LabPod): Promise<void> {
+    const argv = [process.execPath, this.agent.path, "dns", "--name", pod.name];
+    argv.push("--host", pod.ip, "--port", "53", "--zone", this.zoneFile);
+    const child = spawnInNs(this.ns("pod", pod.name), argv);
+    this.children.add(child);
+    return new Promise<void>((resolve, reject) => {
+      let pending = "";
+      let stderr = "";
+      child.stdout?.setEncoding("utf8");
+      child.stderr?.setEncoding("utf8");
+      child.stderr?.on("data", (c: string) => {
+        stderr += c;
+      });
+      child.stdout?.on("data", (c: string) => {
+        pending += c;
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const line of lines) {
+          if (line.startsWith("ready")) resolve();
+          else if (line.startsWith("{")) this.dnsLog.push(JSON.parse(line) as DnsServerLog);
+        }
+      });
+      child.once("exit", (code) =>
+        reject(new Error(`DNS server in pod ${pod.name} exited (${code}): ${stderr.trim()}`)),
+      );
+    });
+  }
+
+  /**
+   * Rewrite what the cluster DNS answers from the desired state (and the DNS faults), at once:
+   * the server re-reads the file for every query, and the rename makes the change atomic.
+   */
+  private writeZone(): void {
+    if (this.scn.dns === null) return;
+    this.zone = clusterDnsZone(this.scn, this.desired, this.scn.faults.dns, this.zone);
+    const tmp = `${this.zoneFile}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(this.zone)}\n`);
+    renameSync(tmp, this.zoneFile);
   }
 
   // ---- rules, dumps, inventory ----------------------------------------------------------------
@@ -350,6 +426,8 @@ class LabRunner {
     this.desired.resourceVersion++;
     const time = Date.now() / 1000;
     this.writeInventory();
+    // CoreDNS watches the API server like kube-proxy does: its answers change with the state.
+    this.writeZone();
     const appliedOn: string[] = [];
     const notAppliedOn: string[] = [];
     for (const node of this.scn.nodes) {
@@ -408,12 +486,16 @@ class LabRunner {
 
   private async step(i: number, step: Scenario["steps"][number]): Promise<void> {
     switch (step.kind) {
-      case "traffic": {
+      case "traffic":
+      case "resolve": {
         let started: () => void = () => {};
         const startedPromise = new Promise<void>((resolve) => {
           started = resolve;
         });
-        const work = this.sendTraffic(i, step, started);
+        const work =
+          step.kind === "traffic"
+            ? this.sendTraffic(i, step, started)
+            : this.resolveNames(i, step, started);
         if (step.background) {
           // Handled here so a failing background step cannot crash the process (and skip the
           // teardown) while a later step runs; the final Promise.all still sees the failure.
@@ -555,6 +637,98 @@ class LabRunner {
     this.traffic.push({ step: i, traffic: t, records });
   }
 
+  private async resolveNames(i: number, r: ResolveStep, started: () => void): Promise<void> {
+    const client = this.scn.clients.find((c) => c.name === r.from);
+    const dns = this.scn.dns;
+    if (!client || dns === null) throw new Error(`no client ${r.from} or no cluster DNS`);
+    this.log(`step ${i + 1}: ${r.count} DNS ${r.qtype} queries from ${r.from} for ${r.name}`);
+    const argv = [process.execPath, this.agent.path, "resolve"];
+    argv.push("--server", `${dns.clusterIP}:53`, "--name", r.name, "--type", r.qtype);
+    argv.push("--count", String(r.count), "--rate", String(r.rate), "--bind", client.ip);
+    argv.push("--timeout", String(r.timeoutMs));
+    const child = spawnInNs(this.ns("client", client.name), argv);
+    this.children.add(child);
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.setEncoding("utf8");
+    child.stderr?.setEncoding("utf8");
+    child.stdout?.on("data", (c: string) => {
+      stdout += c;
+      if (stdout.startsWith("#started")) started();
+    });
+    child.stderr?.on("data", (c: string) => {
+      stderr += c;
+    });
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    started();
+    this.children.delete(child);
+    this.checkInterrupted();
+    if (code !== 0) throw new Error(`resolve step ${i + 1} failed (${code}): ${stderr.trim()}`);
+    const records = stdout
+      .split("\n")
+      .filter((l) => l.trim() !== "" && !l.startsWith("#"))
+      .map((l) => JSON.parse(l) as ResolveRecord);
+    this.resolves.push({ step: i, resolve: r, records });
+  }
+
+  /**
+   * The lookups as connections to the kube-dns Service: which pod answered (and the peer it
+   * saw) comes from the DNS server's own log, matched by query id and client address.
+   */
+  private lookupTraffic(): { results: TrafficResult[]; answeredBy: Map<ResolveRecord, string> } {
+    const dns = this.scn.dns;
+    const results: TrafficResult[] = [];
+    const answeredBy = new Map<ResolveRecord, string>();
+    if (dns === null) return { results, answeredBy };
+    const svc = this.svc(dns.service);
+    const used = new Set<DnsServerLog>();
+    for (const { step, resolve: r, records } of this.resolves) {
+      const traffic: TrafficStep = {
+        kind: "traffic",
+        from: r.from,
+        service: dns.service,
+        portName: svc.ports[0]?.name ?? "dns",
+        protocol: "UDP",
+        vip: dns.clusterIP,
+        vipPort: 53,
+        via: "clusterIP",
+        node: r.node,
+        count: r.count,
+        rate: r.rate,
+        sport: "random",
+        background: r.background,
+        timeoutMs: r.timeoutMs,
+      };
+      const sends: SendRecord[] = records.map((q) => {
+        // The same id from the same client port (no SNAT), else the same id near that time.
+        const candidates = this.dnsLog.filter(
+          (l) => !used.has(l) && l.id === q.id && l.time >= q.start - 1 && l.time <= q.end + 1,
+        );
+        const log = candidates.find((l) => l.peer === q.client) ?? candidates[0];
+        if (log !== undefined) {
+          used.add(log);
+          answeredBy.set(q, log.pod);
+        }
+        return {
+          seq: q.seq,
+          proto: "udp",
+          client: q.client,
+          target: q.target,
+          start: q.start,
+          end: q.end,
+          answered: q.answered && log !== undefined,
+          answer:
+            q.answered && log !== undefined
+              ? { pod: log.pod, peer: log.peer, local: log.local }
+              : null,
+          error: q.answered ? (log === undefined ? "ENOLOG" : null) : q.error,
+        };
+      });
+      results.push({ step, traffic, records: sends });
+    }
+    return { results, answeredBy };
+  }
+
   // ---- captures -----------------------------------------------------------------------------
 
   private async startCaptures(): Promise<RunningCapture[]> {
@@ -609,8 +783,8 @@ class LabRunner {
       );
     }
     const connections: TruthConnection[] = [];
-    const podByIpPort = new Map<string, string>();
-    for (const pod of scn.pods) podByIpPort.set(pod.ip, pod.name);
+    const lookups = this.lookupTraffic();
+    this.traffic.push(...lookups.results);
     this.traffic.sort((a, b) => a.step - b.step);
     for (const { step, traffic: t, records } of this.traffic) {
       const client = scn.clients.find((c) => c.name === t.from);
@@ -688,6 +862,34 @@ class LabRunner {
       events: this.events,
       connections,
     };
+    if (scn.dns !== null) {
+      const list: TruthLookup[] = [];
+      for (const { step, resolve: r, records } of [...this.resolves].sort(
+        (a, b) => a.step - b.step,
+      )) {
+        for (const q of records) {
+          const conn = connections.find(
+            (c) => c.proto === "udp" && c.client === q.client && c.start === q.start,
+          );
+          list.push({
+            connection: conn?.id ?? null,
+            step: step + 1,
+            clientName: r.from,
+            node: r.node,
+            name: q.name,
+            qtype: q.qtype,
+            id: q.id,
+            start: q.start,
+            end: q.end,
+            answered: q.answered,
+            rcode: q.rcode,
+            answers: q.answers,
+            answeredBy: lookups.answeredBy.get(q) ?? null,
+          });
+        }
+      }
+      truth.lookups = list;
+    }
     writeFileSync(join(this.out, "truth.json"), `${JSON.stringify(truth, null, 2)}\n`);
     const expected = deriveExpected(scn, truth, this.loaded);
     writeFileSync(join(this.out, "expected.json"), `${JSON.stringify(expected, null, 2)}\n`);

@@ -82,6 +82,20 @@ const serviceSchema = z.strictObject({
   absent: z.boolean().default(false),
 });
 
+const wrongAddressSchema = z.strictObject({ service: z.string().min(1), ip: ipv4 });
+
+/** Cluster DNS: a DNS server pod behind the kube-system/kube-dns Service (UDP 53). */
+const dnsSchema = z.strictObject({
+  /** The node the DNS pod runs on (default: the first node). */
+  node: nodeName.optional(),
+  /** The kube-dns Service's ClusterIP (default 10.96.0.250). */
+  clusterIP: ipv4.optional(),
+  /** The DNS pod's address. */
+  ip: ipv4.optional(),
+  /** TTL of the answers, seconds. */
+  ttl: z.number().int().min(0).max(86400).default(5),
+});
+
 const faultsSchema = z.strictObject({
   /** Every endpoint rule gets probability 1/n instead of 1/n, 1/(n-1), … (a skewed split). */
   probabilities: z.literal("one-over-n").optional(),
@@ -93,6 +107,20 @@ const faultsSchema = z.strictObject({
   staleRulesNode: nodeName.optional(),
   /** Do not delete UDP conntrack entries of removed endpoints or Services. */
   keepUdpConntrack: z.boolean().default(false),
+  /** Cluster DNS faults (the scenario must enable `dns`). */
+  dns: z
+    .strictObject({
+      /** A deleted Service's name keeps resolving to its old ClusterIP. */
+      staleAnswers: z.boolean().default(false),
+      /** These existing Services' names are answered NXDOMAIN. */
+      nxdomain: z.array(z.string().min(1)).default([]),
+      /** These Services' names are answered with another address. */
+      wrongAddress: z
+        .union([wrongAddressSchema, z.array(wrongAddressSchema)])
+        .transform((v) => (Array.isArray(v) ? v : [v]))
+        .default([]),
+    })
+    .optional(),
 });
 
 const trafficSchema = z.strictObject({
@@ -115,8 +143,31 @@ const trafficSchema = z.strictObject({
 
 const endpointRef = z.strictObject({ service: z.string().min(1), pod: name });
 
+/** A DNS name as a resolver would send it: labels of a-z, 0-9, -, _ (any case), ≤ 253. */
+const dnsName = z
+  .string()
+  .max(253)
+  .regex(
+    /^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$/,
+    "a DNS name such as api.default.svc.cluster.local",
+  );
+
+const resolveSchema = z.strictObject({
+  /** A pod client or a hostNetwork client (external clients cannot reach the kube-dns ClusterIP). */
+  from: name,
+  name: dnsName,
+  /** Query type. */
+  type: z.enum(["A", "AAAA"]).default("A"),
+  count: z.number().int().min(1).max(100000).default(1),
+  /** Queries per second; each from a new socket (a new client port), like glibc's resolver. */
+  rate: z.number().positive().max(10000).default(5),
+  background: z.boolean().default(false),
+  timeout: duration.default("1s"),
+});
+
 const stepSchema = z.union([
   z.strictObject({ traffic: trafficSchema }),
+  z.strictObject({ resolve: resolveSchema }),
   z.strictObject({ wait: duration }),
   z.strictObject({ createService: z.string().min(1) }),
   z.strictObject({ deleteService: z.string().min(1) }),
@@ -141,6 +192,8 @@ const scenarioSchema = z.strictObject({
   pods: z.array(podSchema).default([]),
   clients: z.array(clientSchema).default([]),
   services: z.array(serviceSchema).default([]),
+  /** Cluster DNS: `true` or its options; without it there is no DNS server. */
+  dns: z.union([z.literal(true), dnsSchema]).optional(),
   faults: faultsSchema.default({ noMasquerade: false, keepUdpConntrack: false }),
   steps: z.array(stepSchema).min(1),
   /** Findings the author expects beyond the ones the lab derives from the faults. */
@@ -153,6 +206,7 @@ const scenarioSchema = z.strictObject({
 
 export type ScenarioInput = z.infer<typeof scenarioSchema>;
 export type TrafficStepInput = z.infer<typeof trafficSchema>;
+export type ResolveStepInput = z.infer<typeof resolveSchema>;
 export type StepInput = z.infer<typeof stepSchema>;
 export type ExpectedFindingInput = z.infer<typeof expectedFindingSchema>;
 
@@ -181,6 +235,8 @@ export interface LabPod {
   isClient: boolean;
   server: boolean;
   unreachable: boolean;
+  /** The cluster DNS pod: runs the lab's DNS server instead of `lab serve`. */
+  dnsServer?: boolean;
 }
 
 export interface LabClient {
@@ -238,8 +294,23 @@ export interface TrafficStep {
   timeoutMs: number;
 }
 
+/** DNS lookups from a client through the kube-dns ClusterIP. */
+export interface ResolveStep {
+  kind: "resolve";
+  from: string;
+  name: string;
+  qtype: "A" | "AAAA";
+  count: number;
+  rate: number;
+  background: boolean;
+  timeoutMs: number;
+  /** The client's node (its rules translate the queries). */
+  node: string;
+}
+
 export type Step =
   | TrafficStep
+  | ResolveStep
   | { kind: "wait"; ms: number }
   | { kind: "createService"; service: string }
   | { kind: "deleteService"; service: string }
@@ -248,12 +319,33 @@ export type Step =
   | { kind: "flushConntrack"; node: string | "all" }
   | { kind: "dump"; label: string };
 
+export interface DnsFaults {
+  staleAnswers: boolean;
+  /** Service keys ("ns/name") answered NXDOMAIN. */
+  nxdomain: string[];
+  /** Service key → the address answered instead of its ClusterIP. */
+  wrongAddress: { service: string; ip: string }[];
+}
+
 export interface Faults {
   probabilities: "one-over-n" | null;
   noMasquerade: boolean;
   nodes: string[];
   staleRulesNode: string | null;
   keepUdpConntrack: boolean;
+  /** Null when the scenario injects no DNS fault. */
+  dns: DnsFaults | null;
+}
+
+/** The cluster DNS of a scenario: the pod and the Service in front of it. */
+export interface ClusterDns {
+  /** The DNS pod's name (also in `pods`, with `dnsServer: true`). */
+  pod: string;
+  /** The Service's key (also in `services`). */
+  service: string;
+  clusterIP: string;
+  domain: string;
+  ttl: number;
 }
 
 export interface Scenario {
@@ -265,6 +357,8 @@ export interface Scenario {
   pods: LabPod[];
   clients: LabClient[];
   services: LabService[];
+  /** Null when the scenario has no cluster DNS. */
+  dns: ClusterDns | null;
   faults: Faults;
   steps: Step[];
   expectFindings: ExpectedFindingInput[];
@@ -278,7 +372,24 @@ export const LAB_NET = {
   router: "172.30.0.1",
   clusterCIDR: "10.244.0.0/16",
   serviceCIDR: "10.96.0.0/16",
+  /** The kube-dns Service's ClusterIP unless the scenario gives one. */
+  dnsClusterIP: "10.96.0.250",
+  clusterDomain: "cluster.local",
 } as const;
+
+/** The cluster DNS pod and Service the lab adds when a scenario enables `dns`. */
+export const CLUSTER_DNS = {
+  pod: "coredns",
+  namespace: "kube-system",
+  service: "kube-dns",
+  labels: { "k8s-app": "kube-dns" },
+  portName: "dns",
+} as const;
+
+/** The name cluster DNS answers for a Service: <name>.<namespace>.svc.<domain>. */
+export function serviceDnsName(svc: { namespace: string; name: string }): string {
+  return `${svc.name}.${svc.namespace}.svc.${LAB_NET.clusterDomain}`;
+}
 
 function safeIPv4(text: string): number | null {
   try {
@@ -480,6 +591,33 @@ function resolve(
     return { name: c.name, node: null, ip, hostNetwork: false };
   });
 
+  // Cluster DNS: its pod comes after every other pod so enabling it moves no address.
+  const dnsInput = input.dns === true ? { ttl: 5 } : input.dns;
+  let dnsPod: LabPod | null = null;
+  if (dnsInput !== undefined) {
+    const path = ["dns"];
+    claimName(CLUSTER_DNS.pod, "the cluster DNS pod", [...path]);
+    const node = nodeByName.get(dnsInput.node ?? nodes[0]?.name ?? "");
+    if (node === undefined) return fail([...path, "node"], `no node ${dnsInput.node}`);
+    const ip = dnsInput.ip ?? podAddr(node);
+    claimAddr(ip, "the cluster DNS pod", [...path, "ip"]);
+    dnsPod = {
+      name: CLUSTER_DNS.pod,
+      namespace: CLUSTER_DNS.namespace,
+      node: node.name,
+      ip,
+      labels: { ...CLUSTER_DNS.labels },
+      tcpPorts: [],
+      udpPorts: [],
+      hostIf: `vp${pods.length + 1}`,
+      isClient: false,
+      server: true,
+      unreachable: false,
+      dnsServer: true,
+    };
+    pods.push(dnsPod);
+  }
+
   const services: LabService[] = [];
   const svcKeys = new Set<string>();
   let nodePortNext = 30080;
@@ -540,6 +678,40 @@ function resolve(
       uid: hashUid(`svc/${key}`),
     });
   });
+  let dns: ClusterDns | null = null;
+  if (dnsInput !== undefined && dnsPod !== null) {
+    const key = `${CLUSTER_DNS.namespace}/${CLUSTER_DNS.service}`;
+    if (svcKeys.has(key)) fail(["dns"], `Service ${key} is the cluster DNS; do not define it`);
+    svcKeys.add(key);
+    const clusterIP = dnsInput.clusterIP ?? LAB_NET.dnsClusterIP;
+    claimAddr(clusterIP, `Service ${key}`, ["dns", "clusterIP"]);
+    services.push({
+      name: CLUSTER_DNS.service,
+      namespace: CLUSTER_DNS.namespace,
+      type: "ClusterIP",
+      clusterIP,
+      selector: { ...CLUSTER_DNS.labels },
+      ports: [
+        { name: CLUSTER_DNS.portName, protocol: "UDP", port: 53, targetPort: 53, nodePort: null },
+      ],
+      sessionAffinity: "None",
+      sessionAffinityTimeout: 10800,
+      externalTrafficPolicy: "Cluster",
+      internalTrafficPolicy: "Cluster",
+      externalIPs: [],
+      loadBalancerIP: null,
+      loadBalancerSourceRanges: [],
+      absent: false,
+      uid: hashUid(`svc/${key}`),
+    });
+    dns = {
+      pod: dnsPod.name,
+      service: key,
+      clusterIP,
+      domain: LAB_NET.clusterDomain,
+      ttl: dnsInput.ttl,
+    };
+  }
   const svcByKey = new Map(services.map((s) => [serviceKey(s), s]));
   const findService = (ref: string, path: PropertyKey[]): LabService => {
     const { key } = splitServiceRef(ref.includes(":") ? ref : `${ref}:`);
@@ -566,8 +738,48 @@ function resolve(
     fail(["faults", "staleRulesNode"], `no node ${input.faults.staleRulesNode}`);
   }
 
+  let dnsFaults: DnsFaults | null = null;
+  const df = input.faults.dns;
+  if (df !== undefined) {
+    if (dns === null) fail(["faults", "dns"], "DNS faults need cluster DNS: add `dns: true`");
+    const nxdomain = df.nxdomain.map((ref, j) =>
+      serviceKey(findService(ref, ["faults", "dns", "nxdomain", j])),
+    );
+    const wrongAddress = df.wrongAddress.map((w, j) => {
+      const path = [
+        "faults",
+        "dns",
+        "wrongAddress",
+        ...(Array.isArray(input.faults.dns?.wrongAddress) ? [j] : []),
+      ];
+      const svc = findService(w.service, [...path, "service"]);
+      if (w.ip === svc.clusterIP) fail([...path, "ip"], `${w.ip} is the Service's own ClusterIP`);
+      return { service: serviceKey(svc), ip: w.ip };
+    });
+    dnsFaults = { staleAnswers: df.staleAnswers, nxdomain, wrongAddress };
+  }
+
   const clientByName = new Map(clients.map((c) => [c.name, c]));
   const steps: Step[] = input.steps.map((step, i): Step => {
+    if ("resolve" in step) {
+      const r = step.resolve;
+      const path = ["steps", i, "resolve"];
+      if (dns === null) fail(path, "resolve needs cluster DNS: add `dns: true`");
+      const client = clientByName.get(r.from) ?? fail([...path, "from"], `no client ${r.from}`);
+      if (client.node === null)
+        fail([...path, "from"], "an external client cannot reach the kube-dns ClusterIP");
+      return {
+        kind: "resolve",
+        from: client.name,
+        name: r.name,
+        qtype: r.type,
+        count: r.count,
+        rate: r.rate,
+        background: r.background,
+        timeoutMs: durationMs(r.timeout),
+        node: client.node ?? "",
+      };
+    }
     if ("traffic" in step) {
       const t = step.traffic;
       const path = ["steps", i, "traffic"];
@@ -661,12 +873,14 @@ function resolve(
     pods,
     clients,
     services,
+    dns,
     faults: {
       probabilities: input.faults.probabilities ?? null,
       noMasquerade: input.faults.noMasquerade,
       nodes: faultNodes,
       staleRulesNode: input.faults.staleRulesNode ?? null,
       keepUdpConntrack: input.faults.keepUdpConntrack,
+      dns: dnsFaults,
     },
     steps,
     expectFindings: input.expect.findings,

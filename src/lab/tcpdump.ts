@@ -4,7 +4,10 @@ import { spawnInNs } from "./exec.js";
 /*
  * A node's capture, as a person would take it: `tcpdump -i any` with SLL2 headers (packet
  * type and interface index per packet). -s 1500 -B 16384 keeps the kernel from dropping
- * packets under the lab's bursts (with defaults it dropped 5–30%); -U flushes per packet.
+ * packets under the lab's bursts (with defaults it dropped 5–30%); -U flushes per packet;
+ * --immediate-mode hands each packet over at once: without it libpcap reads the ring buffer a
+ * block at a time (up to its 1 s timeout), and the packets of a block not yet handed over
+ * when tcpdump is stopped are lost — the last few hundred milliseconds of a run.
  */
 
 export interface CaptureStats {
@@ -32,6 +35,7 @@ export function tcpdumpArgs(file: string): string[] {
     "-B",
     "16384",
     "-U",
+    "--immediate-mode",
     "-w",
     file,
   ];

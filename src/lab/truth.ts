@@ -59,11 +59,38 @@ export interface LabEvent {
   notAppliedOn: string[];
 }
 
+/**
+ * One DNS lookup of a `resolve` step, as the client saw it. Its UDP exchange with the kube-dns
+ * ClusterIP is also a connection (`connection` is its id in `connections`).
+ */
+export interface TruthLookup {
+  connection: number | null;
+  step: number;
+  clientName: string;
+  node: string;
+  /** The name asked for, as sent. */
+  name: string;
+  qtype: string;
+  /** The query's DNS id. */
+  id: number;
+  start: number;
+  end: number;
+  answered: boolean;
+  /** NOERROR, NXDOMAIN, …; null when unanswered. */
+  rcode: string | null;
+  /** Answer records as "TYPE data", e.g. "A 10.96.0.10". */
+  answers: string[];
+  /** The DNS pod that answered (from its own log), null when unknown. */
+  answeredBy: string | null;
+}
+
 export interface TruthFile {
   scenario: string;
   generatedBy: string;
   events: LabEvent[];
   connections: TruthConnection[];
+  /** DNS lookups (scenarios with cluster DNS and `resolve` steps). */
+  lookups?: TruthLookup[];
 }
 
 export interface ExpectedFinding {

@@ -1,5 +1,7 @@
 import type { Command } from "commander";
+import { startDnsServer } from "../../lab/dns-server.js";
 import { checkLabEnvironment } from "../../lab/exec.js";
+import { resolveNames } from "../../lab/resolve.js";
 import { LabInterrupted, runLab } from "../../lab/run.js";
 import { loadScenario } from "../../lab/scenario.js";
 import { sendTraffic } from "../../lab/send.js";
@@ -116,6 +118,70 @@ export function registerLab(program: Command): void {
       });
       await server.close();
     });
+
+  lab
+    .command("dns")
+    .description(
+      "the cluster DNS pod's server: answer A queries from a zone file re-read for every query",
+    )
+    .requiredOption("--zone <file>", 'zone JSON: {"ttl": 5, "records": {"NAME": {"a": [IP]}}}')
+    .option("--name <pod>", "the pod name to log with", "coredns")
+    .option("--host <ip>", "address to listen on", "0.0.0.0")
+    .option("--port <port>", "UDP port", "53")
+    .action(async (opts: { zone: string; name: string; host: string; port: string }) => {
+      const server = await startDnsServer({
+        name: opts.name,
+        host: opts.host,
+        port: portArg(opts.port),
+        zone: opts.zone,
+        onQuery: (log) => process.stdout.write(`${JSON.stringify(log)}\n`),
+      });
+      process.stdout.write(`ready ${opts.name} dns=${server.port}\n`);
+      await new Promise<void>((resolve) => {
+        process.once("SIGTERM", resolve);
+        process.once("SIGINT", resolve);
+      });
+      await server.close();
+    });
+
+  lab
+    .command("resolve")
+    .description("(used by lab run inside a client namespace) DNS queries; one JSON line each")
+    .requiredOption("--server <ip:port>", "DNS server to ask (the kube-dns ClusterIP:53)")
+    .requiredOption("--name <name>", "name to look up")
+    .option("--type <type>", "A or AAAA", "A")
+    .option("--count <n>", "queries, each from a new client port", "1")
+    .option("--rate <n>", "per second", "5")
+    .option("--bind <ip>", "client address to bind")
+    .option("--timeout <ms>", "wait this long for an answer", "1000")
+    .action(
+      async (opts: {
+        server: string;
+        name: string;
+        type: string;
+        count: string;
+        rate: string;
+        bind?: string;
+        timeout: string;
+      }) => {
+        const target = parseAddrPort(opts.server);
+        if (target === null) throw new UsageError(`--server: not ip:port: ${opts.server}`);
+        if (opts.type !== "A" && opts.type !== "AAAA") {
+          throw new UsageError(`--type must be A or AAAA: ${opts.type}`);
+        }
+        const records = await resolveNames({
+          server: target.ip,
+          port: target.port,
+          name: opts.name,
+          qtype: opts.type,
+          count: Math.round(positive(opts.count, "--count")),
+          rate: positive(opts.rate, "--rate"),
+          bind: opts.bind ?? null,
+          timeoutMs: positive(opts.timeout, "--timeout"),
+        });
+        process.stdout.write(records.map((r) => `${JSON.stringify(r)}\n`).join(""));
+      },
+    );
 
   lab
     .command("send")
