@@ -53,7 +53,9 @@ function legAnswered(leg: LegView): boolean {
  * outcomes never depend on the client port (affinity aside, which enumerates both branches).
  */
 export class Judge {
-  private readonly cache = new Map<string, SimResult>();
+  /** By rule set and hook, then client address, VIP and port (shared strings: no key text). */
+  private readonly cache = new Map<number, Map<string, Map<string, Map<number, SimResult>>>>();
+  private cached = 0;
   simulations = 0;
   cacheHits = 0;
   readonly unmodelled = new Set<string>();
@@ -67,13 +69,17 @@ export class Judge {
   private simulate(rulesetId: number, hook: Hook, pre: TupleView): SimResult | null {
     const proto = protoName(pre.proto);
     if (proto === null || this.simulator === null) return null;
-    const key = `${rulesetId}|${hook}|${pre.proto}|${pre.srcIp}|${pre.dstIp}|${pre.dstPort}`;
-    const hit = this.cache.get(key);
+    // Rule set, hook and protocol number (< 256) in one small integer.
+    const scope = rulesetId * 512 + (hook === "output" ? 256 : 0) + pre.proto;
+    const hit = this.cache.get(scope)?.get(pre.srcIp)?.get(pre.dstIp)?.get(pre.dstPort);
     if (hit !== undefined) {
       this.cacheHits++;
       return hit;
     }
-    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    if (this.cached >= CACHE_LIMIT) {
+      this.cache.clear();
+      this.cached = 0;
+    }
     const result = this.simulator.simulate(rulesetId, hook, {
       proto,
       srcIp: pre.srcIp,
@@ -83,7 +89,14 @@ export class Judge {
     });
     this.simulations++;
     for (const u of result.unmodelled) this.unmodelled.add(u);
-    this.cache.set(key, result);
+    let byClient = this.cache.get(scope);
+    if (byClient === undefined) this.cache.set(scope, (byClient = new Map()));
+    let byVip = byClient.get(pre.srcIp);
+    if (byVip === undefined) byClient.set(pre.srcIp, (byVip = new Map()));
+    let byPort = byVip.get(pre.dstIp);
+    if (byPort === undefined) byVip.set(pre.dstIp, (byPort = new Map()));
+    byPort.set(pre.dstPort, result);
+    this.cached++;
     return result;
   }
 
@@ -200,9 +213,10 @@ export class Judge {
     }
     const path = best === null ? NO_PATH : this.pathOf(best);
 
-    const legIds: number[] = [];
-    for (const l of w.preLegs) legIds.push(l.id);
-    for (const l of w.postLegs) legIds.push(l.id);
+    const legIds = new Array<number>(w.preLegs.length + w.postLegs.length);
+    let n = 0;
+    for (const l of w.preLegs) legIds[n++] = l.id;
+    for (const l of w.postLegs) legIds[n++] = l.id;
     return {
       id: w.id,
       proto: protoName(w.proto) ?? "tcp",

@@ -102,6 +102,33 @@ export function* mergeByTime(
   }
 }
 
+/** Legs of no connection yet: shared, never pushed to (`appended` makes a list of its own). */
+const NONE = Object.freeze([]) as unknown as LegView[];
+const NO_CONNTRACK: ConntrackView[] = [];
+
+/**
+ * `list` with `item` added: a list of one made exactly (an empty array's first push reserves
+ * room for 17), pushed to after that. Connections are made a million at a time.
+ */
+function appended<T>(list: T[], item: T): T[] {
+  if (list.length === 0) return [item];
+  list.push(item);
+  return list;
+}
+
+/** Two sightings at the same observation point (node, interface, direction) of one tuple. */
+function sameObservation(a: LegView, b: LegView): boolean {
+  return (
+    a.node === b.node &&
+    a.iface === b.iface &&
+    a.direction === b.direction &&
+    a.origPort === b.origPort &&
+    a.respPort === b.respPort &&
+    a.origIp === b.origIp &&
+    a.respIp === b.respIp
+  );
+}
+
 export function tupleKey(t: TupleView): string {
   return `${t.proto}|${t.srcIp}|${t.srcPort}|${t.dstIp}|${t.dstPort}`;
 }
@@ -161,7 +188,7 @@ export function reconstruct(
    */
   const pick = (map: Map<string, ConntrackView[]>, key: string, t: number) => {
     let best: ConntrackView | undefined;
-    for (const ct of map.get(key) ?? []) {
+    for (const ct of map.get(key) ?? NO_CONNTRACK) {
       if (ct.takenAt < t) continue;
       if (best === undefined || ct.takenAt < best.takenAt) best = ct;
     }
@@ -200,21 +227,22 @@ export function reconstruct(
    * interface, direction) is another conversation, however soon it follows.
    */
   const seenHere = (w: WorkConnection, leg: LegView): boolean => {
-    const same = (l: LegView) =>
-      l.node === leg.node &&
-      l.iface === leg.iface &&
-      l.direction === leg.direction &&
-      l.origPort === leg.origPort &&
-      l.respPort === leg.respPort &&
-      l.origIp === leg.origIp &&
-      l.respIp === leg.respIp;
-    if (w.preLegs.some(same) || w.postLegs.some(same)) return true;
+    const pre = w.preLegs;
+    const post = w.postLegs;
+    for (let i = 0; i < pre.length; i++) if (sameObservation(pre[i] as LegView, leg)) return true;
+    for (let i = 0; i < post.length; i++) if (sameObservation(post[i] as LegView, leg)) return true;
     // On one node all sightings of a connection's first packet are microseconds apart (no clock
     // skew there): a leg starting much later on a node that already saw it is another
     // conversation on a reused port.
     let first = w.node === leg.node ? w.anchor : Number.POSITIVE_INFINITY;
-    for (const l of w.preLegs) if (l.node === leg.node && l.firstTs < first) first = l.firstTs;
-    for (const l of w.postLegs) if (l.node === leg.node && l.firstTs < first) first = l.firstTs;
+    for (let i = 0; i < pre.length; i++) {
+      const l = pre[i] as LegView;
+      if (l.node === leg.node && l.firstTs < first) first = l.firstTs;
+    }
+    for (let i = 0; i < post.length; i++) {
+      const l = post[i] as LegView;
+      if (l.node === leg.node && l.firstTs < first) first = l.firstTs;
+    }
     return first !== Number.POSITIVE_INFINITY && Math.abs(leg.firstTs - first) > SAME_NODE_SLACK;
   };
 
@@ -230,7 +258,8 @@ export function reconstruct(
   };
 
   const attach = (w: WorkConnection, leg: LegView, role: "pre" | "post") => {
-    (role === "pre" ? w.preLegs : w.postLegs).push(leg);
+    if (role === "pre") w.preLegs = appended(w.preLegs, leg);
+    else w.postLegs = appended(w.postLegs, leg);
     if (leg.lastTs > w.lastTs) w.lastTs = leg.lastTs;
     if (leg.firstTs < w.start) w.start = leg.firstTs;
     stats.legsUsed++;
@@ -242,7 +271,10 @@ export function reconstruct(
     vipFrom: Connection["vipFrom"],
     node: string | null,
     t: number,
+    translationId: number | null,
   ): WorkConnection => {
+    const preKey = tupleKey(pre);
+    const postKey = post === null ? null : tupleKey(post);
     const w: WorkConnection = {
       id: nextId++,
       proto: pre.proto,
@@ -253,23 +285,21 @@ export function reconstruct(
       start: t,
       anchor: t,
       lastTs: t,
-      preLegs: [],
-      postLegs: [],
-      translationIds: [],
+      preLegs: NONE,
+      postLegs: NONE,
+      translationIds: translationId === null ? [] : [translationId],
       conntrackIds: [],
-      keys: [],
+      keys: postKey === null || postKey === preKey ? [preKey] : [preKey, postKey],
     };
-    const preKey = tupleKey(pre);
-    register(w, preKey);
+    open.set(preKey, w);
     claim(w, preKey, "pre", t);
-    if (post !== null) {
-      const postKey = tupleKey(post);
-      register(w, postKey);
+    if (post !== null && postKey !== null) {
+      open.set(postKey, w);
       claim(w, postKey, "post", t);
     }
     const ct = pick(ctByOrig, preKey, t);
     if (ct !== undefined) {
-      w.conntrackIds.push(ct.id);
+      w.conntrackIds = [ct.id];
       if (w.posts.length === 0) {
         // The capture missed the egress copy but the kernel recorded where it sent it.
         const ctPost: TupleView = {
@@ -279,7 +309,7 @@ export function reconstruct(
           dstIp: ct.reply.srcIp,
           dstPort: ct.reply.srcPort,
         };
-        w.posts.push(ctPost);
+        w.posts = [ctPost];
         if (w.node === null) w.node = ct.node;
         const k = tupleKey(ctPost);
         register(w, k);
@@ -309,15 +339,15 @@ export function reconstruct(
     const leg = b.leg;
     if (input.services.vip(leg.proto, leg.respIp, leg.respPort) !== null) {
       b.claimed = true;
-      const w = openWork(legTuple(leg), null, "capture", null, leg.firstTs);
+      const w = openWork(legTuple(leg), null, "capture", null, leg.firstTs, null);
       attach(w, leg, "pre");
       return;
     }
     const ct = pick(ctByPost, b.key, leg.firstTs);
     if (ct !== undefined) {
       b.claimed = true;
-      const w = openWork(ct.orig, legTuple(leg), "conntrack", ct.node, leg.firstTs);
-      if (!w.conntrackIds.includes(ct.id)) w.conntrackIds.push(ct.id);
+      const w = openWork(ct.orig, legTuple(leg), "conntrack", ct.node, leg.firstTs, null);
+      if (!w.conntrackIds.includes(ct.id)) w.conntrackIds = appended(w.conntrackIds, ct.id);
       attach(w, leg, "post");
     }
   };
@@ -354,9 +384,9 @@ export function reconstruct(
     }
     const b: Buffered = { leg, key, claimed: false };
     buffer.push(b);
-    let list = bufByKey.get(key);
-    if (list === undefined) bufByKey.set(key, (list = []));
-    list.push(b);
+    const list = bufByKey.get(key);
+    if (list === undefined) bufByKey.set(key, [b]);
+    else list.push(b);
   };
 
   const onTranslation = (tr: TranslationView) => {
@@ -378,8 +408,7 @@ export function reconstruct(
       if (tr.lastTs > existing.lastTs) existing.lastTs = tr.lastTs;
       return;
     }
-    const w = openWork(tr.pre, tr.post, "translation", tr.node, tr.firstTs);
-    w.translationIds.push(tr.id);
+    const w = openWork(tr.pre, tr.post, "translation", tr.node, tr.firstTs, tr.id);
     if (tr.lastTs > w.lastTs) w.lastTs = tr.lastTs;
   };
 
