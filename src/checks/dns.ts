@@ -40,8 +40,11 @@ export const dns = defineCheck({
     const suffix = `.svc.${domain}`;
     const grace = ctx.options.graceSeconds;
     const first = ctx.inventory.snapshots[0]?.takenAt ?? 0;
-    const everSeen = new Set<string>();
-    for (const s of ctx.inventory.snapshots) for (const n of facts(s).keys()) everSeen.add(n);
+    // When each Service first appears: an answer before that is not one for a deleted Service.
+    const firstSeen = new Map<string, number>();
+    for (const s of ctx.inventory.snapshots) {
+      for (const n of facts(s).keys()) if (!firstSeen.has(n)) firstSeen.set(n, s.takenAt);
+    }
     const groups = new Map<string, DnsFinding>();
     const report = (
       kind: Kind,
@@ -82,16 +85,22 @@ export const dns = defineCheck({
       if (parts.length !== 2) continue; // pod or SRV names: <pod>.<svc>.<ns>, _port._proto.…
       const svc = `${parts[1]}/${parts[0]}`;
       if (d.ts < first - grace) continue;
+      // Snapshots say what was there when they were taken; between two of them a Service may
+      // have been created, deleted or recreated. Only what both sides agree on is a finding.
       const now = ctx.inventory.at(d.ts);
       const before = ctx.inventory.at(d.ts - grace);
+      const next = ctx.inventory.after(d.ts);
       const a = now === null ? undefined : facts(now).get(svc);
       const b = before === null ? undefined : facts(before).get(svc);
+      const later = next === null ? undefined : facts(next).get(svc);
+      const gone = next !== null && later === undefined;
       const addrs = d.answers.filter((x) => x.type === "A" || x.type === "AAAA").map((x) => x.data);
       const cnames = d.answers
         .filter((x) => x.type === "CNAME")
         .map((x) => x.data.replace(/\.$/, "").toLowerCase());
       if (d.rcode === "NXDOMAIN") {
-        if (a !== undefined && b !== undefined) {
+        // Deleted before the next snapshot: NXDOMAIN may already have been right.
+        if (a !== undefined && b !== undefined && !gone) {
           report(
             "nxdomain-for-existing",
             svc,
@@ -109,7 +118,9 @@ export const dns = defineCheck({
       }
       if (d.rcode !== "NOERROR" && d.rcode !== null) continue;
       if (a === undefined && b === undefined) {
-        if (everSeen.has(svc) && (addrs.length > 0 || cnames.length > 0)) {
+        const existedBefore = (firstSeen.get(svc) ?? Number.POSITIVE_INFINITY) <= d.ts;
+        // Back in the next snapshot: maybe created again before this answer.
+        if (existedBefore && later === undefined && (addrs.length > 0 || cnames.length > 0)) {
           report(
             "answer-for-deleted",
             svc,
@@ -125,7 +136,12 @@ export const dns = defineCheck({
         }
         continue;
       }
-      const expectedIPs = new Set([...(a?.clusterIPs ?? []), ...(b?.clusterIPs ?? [])]);
+      // A Service recreated before the next snapshot may already have had its new ClusterIP.
+      const expectedIPs = new Set([
+        ...(a?.clusterIPs ?? []),
+        ...(b?.clusterIPs ?? []),
+        ...(later?.clusterIPs ?? []),
+      ]);
       const extName = a?.externalName ?? b?.externalName ?? null;
       if (extName !== null) {
         if (cnames.length > 0 && !cnames.includes(extName)) {

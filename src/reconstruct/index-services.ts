@@ -132,4 +132,10 @@ export class InventoryTimeline {
     }
     return best ?? this.snapshots[0] ?? null;
   }
+
+  /** The first snapshot taken after `t`, or null. */
+  after(t: number): InventorySnapshot | null {
+    for (const s of this.snapshots) if (s.takenAt > t) return s;
+    return null;
+  }
 }

@@ -25,7 +25,7 @@ function answer(ts: number, qname: string, rcode: string, answers: [string, stri
 const web = svc("default/web:http", { clusterIPs: ["10.96.0.10"] });
 
 describe("dns", () => {
-  const inv = [snapshot(100, [web]), snapshot(200, [])];
+  const inv = [snapshot(100, [web]), snapshot(170, [web]), snapshot(200, [])];
   it("reports a wrong address, NXDOMAIN for an existing Service and answers after deletion", () => {
     const ctx = context({
       inventory: inv,
@@ -40,6 +40,31 @@ describe("dns", () => {
       .map((f) => f.evidence.kind)
       .sort();
     expect(kinds).toEqual(["answer-for-deleted", "nxdomain-for-existing", "wrong-address"]);
+  });
+  it("does not judge what changed between two snapshots (creation, deletion, recreation)", () => {
+    const fresh = svc("default/new:http", { clusterIPs: ["10.96.0.20"] });
+    const old = svc("default/old:http", { clusterIPs: ["10.96.0.30"] });
+    const before = svc("default/re:http", { clusterIPs: ["10.96.0.40"] });
+    const after = svc("default/re:http", { clusterIPs: ["10.96.0.41"] });
+    const ctx = context({
+      // Sparse snapshots, as `svctrace collect` takes them: at the start and at the end.
+      inventory: [snapshot(0, [old, before]), snapshot(60, [fresh, after])],
+      dns: [
+        // Created between the snapshots: a correct answer is not one for a deleted Service.
+        answer(20, "new.default.svc.cluster.local", "NOERROR", [["A", "10.96.0.20"]]),
+        // Deleted between them: NXDOMAIN may already have been right.
+        answer(20, "old.default.svc.cluster.local", "NXDOMAIN", []),
+        // Recreated between them: either ClusterIP may be the right answer; a third is wrong.
+        answer(20, "re.default.svc.cluster.local", "NOERROR", [["A", "10.96.0.41"]]),
+        answer(21, "re.default.svc.cluster.local", "NOERROR", [["A", "10.96.0.40"]]),
+        answer(22, "re.default.svc.cluster.local", "NOERROR", [["A", "10.96.0.99"]]),
+      ],
+    });
+    const found = dns.run(ctx);
+    expect(found.map((f) => [f.evidence.kind, f.service])).toEqual([
+      ["wrong-address", "default/re"],
+    ]);
+    expect(found[0]?.evidence.answers).toEqual(["10.96.0.99"]);
   });
   it("reports an ExternalName answered with another CNAME", () => {
     const ext = svc("default/db:5432", { clusterIPs: [], externalName: "db.example.com" });
