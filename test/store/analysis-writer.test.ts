@@ -127,6 +127,24 @@ describe("AnalysisWriter", () => {
   });
 
   for (const thread of [false, true]) {
+    it(`drops a run that is rolled back midway (${thread ? "worker thread" : "in-process"})`, async () => {
+      const Writer = thread ? await builtWriter() : AnalysisWriter;
+      const db = openDb(join(dir, `rollback-${thread}.db`));
+      write(Writer, db, 50, thread);
+      const before = tables(db);
+      const w = new Writer(db, { thread });
+      w.begin();
+      for (let i = 0; i < 3000; i++) w.addConnection(connection(i + 7));
+      w.addFinding(finding);
+      // What analyze does when reconstruction or a check throws.
+      w.rollback();
+      expect(tables(db)).toEqual(before);
+      // The database is free for the next run.
+      write(Writer, db, 10, thread);
+      expect((tables(db) as { connections: unknown[] }).connections).toHaveLength(10);
+      db.close();
+    });
+
     it(`leaves the previous results when writing fails (${thread ? "worker thread" : "in-process"})`, async () => {
       const Writer = thread ? await builtWriter() : AnalysisWriter;
       const db = openDb(join(dir, `fail-${thread}.db`));
