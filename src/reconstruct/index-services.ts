@@ -2,11 +2,20 @@ import { normalizeIP } from "../util/ip.js";
 import type { InventorySnapshot, NodeInfo, RuleSetView, ServicePortView } from "./types.js";
 import { protoNumber } from "./types.js";
 
+/** Protocol number (< 256) and port in one small integer. */
+function protoPort(proto: number, port: number): number {
+  return proto * 65536 + port;
+}
+
 /** Which addresses are Service VIPs, which are endpoints, which belong to which node. */
 export class ServiceIndex {
-  private readonly vips = new Map<string, string>();
-  private readonly endpoints = new Map<string, Set<string>>();
+  // Looked up per connection: by protocol and port in one small integer, then by address (the
+  // addresses are shared strings), so no key text is built per lookup.
+  private readonly vips = new Map<number, Map<string, string>>();
+  private readonly endpoints = new Map<number, Map<string, Set<string>>>();
+  private readonly addressesOf = new Map<string, Set<string>>();
   private readonly nodeOf = new Map<string, string>();
+  private vipTotal = 0;
   readonly nodes: NodeInfo[];
 
   constructor(nodes: NodeInfo[], sources: readonly (readonly ServicePortView[])[]) {
@@ -14,7 +23,11 @@ export class ServiceIndex {
     for (const node of nodes) {
       for (const addr of node.addresses) {
         const ip = normalizeIP(addr.split("/")[0] ?? addr);
-        if (ip !== null) this.nodeOf.set(`${node.name}|${ip}`, node.name).set(ip, node.name);
+        if (ip === null) continue;
+        this.nodeOf.set(ip, node.name);
+        let set = this.addressesOf.get(node.name);
+        if (set === undefined) this.addressesOf.set(node.name, (set = new Set()));
+        set.add(ip);
       }
     }
     for (const services of sources) {
@@ -26,37 +39,45 @@ export class ServiceIndex {
     const proto = protoNumber(sp.proto);
     for (const ip of [...sp.clusterIPs, ...sp.externalIPs, ...sp.loadBalancerIPs]) {
       const norm = normalizeIP(ip);
-      if (norm !== null) this.vips.set(`${proto}|${norm}|${sp.port}`, sp.key);
+      if (norm !== null) this.setVip(proto, norm, sp.port, sp.key);
     }
     if (sp.nodePort !== null) {
       for (const node of this.nodes) {
         for (const addr of node.addresses) {
           const norm = normalizeIP(addr.split("/")[0] ?? addr);
-          if (norm !== null) this.vips.set(`${proto}|${norm}|${sp.nodePort}`, sp.key);
+          if (norm !== null) this.setVip(proto, norm, sp.nodePort, sp.key);
         }
       }
     }
     for (const ep of sp.endpoints) {
-      const key = `${proto}|${ep.ip}|${ep.port}`;
-      let set = this.endpoints.get(key);
-      if (set === undefined) this.endpoints.set(key, (set = new Set()));
+      let byIp = this.endpoints.get(protoPort(proto, ep.port));
+      if (byIp === undefined) this.endpoints.set(protoPort(proto, ep.port), (byIp = new Map()));
+      let set = byIp.get(ep.ip);
+      if (set === undefined) byIp.set(ep.ip, (set = new Set()));
       set.add(sp.key);
     }
   }
 
+  private setVip(proto: number, ip: string, port: number, key: string): void {
+    let byIp = this.vips.get(protoPort(proto, port));
+    if (byIp === undefined) this.vips.set(protoPort(proto, port), (byIp = new Map()));
+    if (!byIp.has(ip)) this.vipTotal++;
+    byIp.set(ip, key);
+  }
+
   /** The Service port a VIP:port belongs to, or null when it is no VIP. */
   vip(proto: number, ip: string, port: number): string | null {
-    return this.vips.get(`${proto}|${ip}|${port}`) ?? null;
+    return this.vips.get(protoPort(proto, port))?.get(ip) ?? null;
   }
 
   /** Service ports that list ip:port as an endpoint. */
   endpointOf(proto: number, ip: string, port: number): ReadonlySet<string> | null {
-    return this.endpoints.get(`${proto}|${ip}|${port}`) ?? null;
+    return this.endpoints.get(protoPort(proto, port))?.get(ip) ?? null;
   }
 
   /** Is ip an address of the named node? */
   isLocal(node: string, ip: string): boolean {
-    return this.nodeOf.has(`${node}|${ip}`);
+    return this.addressesOf.get(node)?.has(ip) ?? false;
   }
 
   /** The node owning an address, or null. */
@@ -65,7 +86,7 @@ export class ServiceIndex {
   }
 
   get vipCount(): number {
-    return this.vips.size;
+    return this.vipTotal;
   }
 }
 
