@@ -1,5 +1,6 @@
 import type { RuleSetTimeline, ServiceIndex } from "./index-services.js";
 import { Judge } from "./judge.js";
+import { sameTuple, TupleMap } from "./tuple-map.js";
 import type {
   Connection,
   ConntrackView,
@@ -52,13 +53,14 @@ export interface WorkConnection {
   postLegs: LegView[];
   translationIds: number[];
   conntrackIds: number[];
-  /** Tuple keys it is open under; the first is the pre-NAT tuple's. */
-  keys: string[];
+  /** Tuples it is open under; the first is the pre-NAT tuple. */
+  keys: TupleView[];
 }
 
 interface Buffered {
   leg: LegView;
-  key: string;
+  /** The leg's tuple (originator → responder). */
+  key: TupleView;
   claimed: boolean;
 }
 
@@ -129,14 +131,6 @@ function sameObservation(a: LegView, b: LegView): boolean {
   );
 }
 
-export function tupleKey(t: TupleView): string {
-  return `${t.proto}|${t.srcIp}|${t.srcPort}|${t.dstIp}|${t.dstPort}`;
-}
-
-function legKey(l: LegView): string {
-  return `${l.proto}|${l.origIp}|${l.origPort}|${l.respIp}|${l.respPort}`;
-}
-
 function legTuple(l: LegView): TupleView {
   return {
     proto: l.proto,
@@ -174,9 +168,9 @@ export function reconstruct(
 
   // Conntrack: by original tuple (to confirm a pre-NAT leg's endpoint) and by the post-NAT
   // tuple (reply reversed) to find the VIP of traffic whose DNAT happened before capture.
-  const ctByOrig = new Map<string, ConntrackView[]>();
-  const ctByPost = new Map<string, ConntrackView[]>();
-  const index = (map: Map<string, ConntrackView[]>, key: string, ct: ConntrackView) => {
+  const ctByOrig = new TupleMap<ConntrackView[]>();
+  const ctByPost = new TupleMap<ConntrackView[]>();
+  const index = (map: TupleMap<ConntrackView[]>, key: TupleView, ct: ConntrackView) => {
     const list = map.get(key);
     if (list === undefined) map.set(key, [ct]);
     else list.push(ct);
@@ -186,7 +180,7 @@ export function reconstruct(
    * t is in the first dump taken after t (an earlier dump holding the same tuple saw an earlier
    * conversation on a reused port).
    */
-  const pick = (map: Map<string, ConntrackView[]>, key: string, t: number) => {
+  const pick = (map: TupleMap<ConntrackView[]>, key: TupleView, t: number) => {
     let best: ConntrackView | undefined;
     for (const ct of map.get(key) ?? NO_CONNTRACK) {
       if (ct.takenAt < t) continue;
@@ -204,21 +198,21 @@ export function reconstruct(
     };
     const translated = post.dstIp !== ct.orig.dstIp || post.dstPort !== ct.orig.dstPort;
     if (!translated) continue;
-    index(ctByOrig, tupleKey(ct.orig), ct);
-    index(ctByPost, tupleKey(post), ct);
+    index(ctByOrig, ct.orig, ct);
+    index(ctByPost, post, ct);
   }
 
   const buffer: Buffered[] = [];
   let head = 0;
-  const bufByKey = new Map<string, Buffered[]>();
-  const open = new Map<string, WorkConnection>();
+  const bufByKey = new TupleMap<Buffered[]>();
+  const open = new TupleMap<WorkConnection>();
   const active = new Set<WorkConnection>();
   let nextId = 1;
   let lastSweep = Number.NEGATIVE_INFINITY;
   let sweepSize = 1024;
 
-  const register = (w: WorkConnection, key: string) => {
-    if (!w.keys.includes(key)) w.keys.push(key);
+  const register = (w: WorkConnection, key: TupleView) => {
+    if (!w.keys.some((k) => sameTuple(k, key))) w.keys.push(key);
     open.set(key, w);
   };
 
@@ -246,7 +240,7 @@ export function reconstruct(
     return first !== Number.POSITIVE_INFINITY && Math.abs(leg.firstTs - first) > SAME_NODE_SLACK;
   };
 
-  const claim = (w: WorkConnection, key: string, role: "pre" | "post", around: number) => {
+  const claim = (w: WorkConnection, key: TupleView, role: "pre" | "post", around: number) => {
     const list = bufByKey.get(key);
     if (list === undefined) return;
     for (const b of list) {
@@ -273,8 +267,8 @@ export function reconstruct(
     t: number,
     translationId: number | null,
   ): WorkConnection => {
-    const preKey = tupleKey(pre);
-    const postKey = post === null ? null : tupleKey(post);
+    const preKey = pre;
+    const postKey = post;
     const w: WorkConnection = {
       id: nextId++,
       proto: pre.proto,
@@ -289,7 +283,7 @@ export function reconstruct(
       postLegs: NONE,
       translationIds: translationId === null ? [] : [translationId],
       conntrackIds: [],
-      keys: postKey === null || postKey === preKey ? [preKey] : [preKey, postKey],
+      keys: postKey === null || sameTuple(postKey, preKey) ? [preKey] : [preKey, postKey],
     };
     open.set(preKey, w);
     claim(w, preKey, "pre", t);
@@ -311,9 +305,8 @@ export function reconstruct(
         };
         w.posts = [ctPost];
         if (w.node === null) w.node = ct.node;
-        const k = tupleKey(ctPost);
-        register(w, k);
-        claim(w, k, "post", t);
+        register(w, ctPost);
+        claim(w, ctPost, "post", t);
       }
     }
     active.add(w);
@@ -339,14 +332,14 @@ export function reconstruct(
     const leg = b.leg;
     if (input.services.vip(leg.proto, leg.respIp, leg.respPort) !== null) {
       b.claimed = true;
-      const w = openWork(legTuple(leg), null, "capture", null, leg.firstTs, null);
+      const w = openWork(b.key, null, "capture", null, leg.firstTs, null);
       attach(w, leg, "pre");
       return;
     }
     const ct = pick(ctByPost, b.key, leg.firstTs);
     if (ct !== undefined) {
       b.claimed = true;
-      const w = openWork(ct.orig, legTuple(leg), "conntrack", ct.node, leg.firstTs, null);
+      const w = openWork(ct.orig, b.key, "conntrack", ct.node, leg.firstTs, null);
       if (!w.conntrackIds.includes(ct.id)) w.conntrackIds = appended(w.conntrackIds, ct.id);
       attach(w, leg, "post");
     }
@@ -376,10 +369,10 @@ export function reconstruct(
     stats.legs++;
     if (leg.proto !== 6 && leg.proto !== 17 && leg.proto !== 132) return;
     advance(leg.firstTs);
-    const key = legKey(leg);
+    const key = legTuple(leg);
     const w = open.get(key);
     if (w !== undefined && Math.abs(leg.firstTs - w.start) <= skew && !seenHere(w, leg)) {
-      attach(w, leg, key === w.keys[0] ? "pre" : "post");
+      attach(w, leg, sameTuple(key, w.pre) ? "pre" : "post");
       return;
     }
     const b: Buffered = { leg, key, claimed: false };
@@ -393,17 +386,15 @@ export function reconstruct(
     stats.translations++;
     if (tr.pre.proto !== 6 && tr.pre.proto !== 17 && tr.pre.proto !== 132) return;
     advance(tr.firstTs);
-    const preKey = tupleKey(tr.pre);
-    const existing = open.get(preKey);
+    const existing = open.get(tr.pre);
     // The same connection translated again (the stream shows a second record when the
     // translation changed midway, or the detector split it): one connection, several posts.
     if (existing !== undefined && existing.node === tr.node && sameConversation(existing, tr)) {
       existing.translationIds.push(tr.id);
-      const postKey = tupleKey(tr.post);
-      if (!existing.posts.some((p) => tupleKey(p) === postKey)) {
+      if (!existing.posts.some((p) => sameTuple(p, tr.post))) {
         existing.posts.push(tr.post);
-        register(existing, postKey);
-        claim(existing, postKey, "post", tr.firstTs);
+        register(existing, tr.post);
+        claim(existing, tr.post, "post", tr.firstTs);
       }
       if (tr.lastTs > existing.lastTs) existing.lastTs = tr.lastTs;
       return;
