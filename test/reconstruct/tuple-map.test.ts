@@ -37,9 +37,11 @@ describe("TupleMap", () => {
   it("keeps tuples apart that share a hash (same ports, addresses alike at their end)", () => {
     const m = new TupleMap<number>();
     const alike = ["10.1.0.15", "10.2.0.15", "172.16.9.15", "fd00::15", "10.244.3.15"];
-    alike.forEach((ip, i) => m.set(t(ip, 5353, "10.96.0.53", 53, 17), i));
+    for (const [i, ip] of alike.entries()) m.set(t(ip, 5353, "10.96.0.53", 53, 17), i);
     expect(m.size).toBe(alike.length);
-    alike.forEach((ip, i) => expect(m.get(t(ip, 5353, "10.96.0.53", 53, 17))).toBe(i));
+    for (const [i, ip] of alike.entries()) {
+      expect(m.get(t(ip, 5353, "10.96.0.53", 53, 17))).toBe(i);
+    }
     expect(m.delete(t("10.2.0.15", 5353, "10.96.0.53", 53, 17))).toBe(true);
     expect(m.get(t("10.2.0.15", 5353, "10.96.0.53", 53, 17))).toBeUndefined();
     for (const ip of ["10.1.0.15", "172.16.9.15", "fd00::15", "10.244.3.15"]) {
