@@ -17,7 +17,8 @@ import { listCaptures } from "../../src/store/queries.js";
 
 // Every lab bundle in traces/: ingest, analyze, and hold the result against the kernel's truth
 // (truth.json) and the faults the scenario injected (expected.json).
-const traces = join(import.meta.dirname, "..", "..", "traces");
+const root = join(import.meta.dirname, "..", "..");
+const traces = join(root, "traces");
 const bundles = existsSync(traces)
   ? readdirSync(traces).filter(
       (d) =>
@@ -68,6 +69,13 @@ describe.skipIf(bundles.length === 0)("lab bundles", () => {
         if (c.node !== null && c.firstTs !== null && c.lastTs !== null)
           covered.set(c.node, { from: c.firstTs, to: c.lastTs });
       }
+      // Analyze again with the build, as `svctrace analyze` runs: its reader and writer threads
+      // (the tests run the TypeScript sources, where the same encoders run in-process).
+      const built = (await import(join(root, "dist", "src", "checks", "analyze.js"))) as {
+        analyze: typeof analyze;
+      };
+      built.analyze(db);
+      const threaded = { connections: [...iterateConnections(db)], findings: listFindings(db) };
       db.close();
       const byKey = new Map<string, StoredConnection[]>();
       for (const c of conns) {
@@ -81,6 +89,11 @@ describe.skipIf(bundles.length === 0)("lab bundles", () => {
         if (t.client === "") return false;
         const span = covered.get(t.node);
         return span !== undefined && t.start >= span.from && t.end <= span.to;
+      });
+
+      it("gets the same results through the reader and writer threads as in-process", () => {
+        expect(threaded.connections).toEqual(conns);
+        expect(threaded.findings).toEqual(findings);
       });
 
       it("finds the same whatever order the checks see the connections in", () => {
