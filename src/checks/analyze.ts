@@ -1,6 +1,6 @@
 import { InventoryTimeline, RuleSetTimeline, ServiceIndex } from "../reconstruct/index-services.js";
 import { type AnalysisData, loadAnalysis } from "../reconstruct/load.js";
-import type { ReconstructStats } from "../reconstruct/reconstruct.js";
+import type { ReconstructInput, ReconstructStats } from "../reconstruct/reconstruct.js";
 import { reconstruct } from "../reconstruct/reconstruct.js";
 import type { Connection } from "../reconstruct/types.js";
 import { iterateConnections } from "../store/analysis-schema.js";
@@ -15,6 +15,17 @@ export interface AnalyzeOptions {
   /** Clock-skew tolerance between nodes, seconds. */
   skew?: number;
   checks?: Partial<CheckOptions>;
+  /** Told how far reconstruction got, every `progressEvery` legs and translations read. */
+  onProgress?: (progress: AnalyzeProgress) => void;
+  progressEvery?: number;
+}
+
+export interface AnalyzeProgress {
+  /** Legs and translations read so far, of `total`. */
+  read: number;
+  total: number;
+  connections: number;
+  seconds: number;
 }
 
 export interface AnalyzeSummary {
@@ -43,6 +54,31 @@ export function analyze(db: Db, options: AnalyzeOptions = {}): AnalyzeSummary {
   } finally {
     reader?.close();
   }
+}
+
+/** Reconstruction's progress hook for `onProgress`, with the total counted once up front. */
+function progressHooks(
+  reader: Db,
+  options: AnalyzeOptions,
+  t0: number,
+): Pick<ReconstructInput, "progress" | "progressEvery"> {
+  const report = options.onProgress;
+  if (report === undefined) return {};
+  const total = (
+    reader
+      .prepare("SELECT (SELECT count(*) FROM legs) + (SELECT count(*) FROM translations) AS n")
+      .get() as { n: number }
+  ).n;
+  return {
+    progress: (stats) =>
+      report({
+        read: stats.legs + stats.translations,
+        total,
+        connections: stats.connections,
+        seconds: (performance.now() - t0) / 1000,
+      }),
+    ...(options.progressEvery === undefined ? {} : { progressEvery: options.progressEvery }),
+  };
 }
 
 /** What the checks read: the loaded inputs, and the connections stored in `db`. */
@@ -96,6 +132,7 @@ function run(db: Db, reader: Db, options: AnalyzeOptions, t0: number): AnalyzeSu
         rulesets: ctx.rulesets,
         simulator: data.simulator,
         ...(options.skew === undefined ? {} : { skew: options.skew }),
+        ...progressHooks(reader, options, t0),
       },
       (c) => {
         verdicts[c.verdict] = (verdicts[c.verdict] ?? 0) + 1;

@@ -22,6 +22,9 @@ export interface ReconstructInput {
    * pods, clients) start within this of each other.
    */
   skew?: number;
+  /** Called every `progressEvery` legs and translations read (default 65,536), with the counts. */
+  progress?: (stats: Readonly<ReconstructStats>) => void;
+  progressEvery?: number;
 }
 
 export interface ReconstructStats {
@@ -403,9 +406,15 @@ export function reconstruct(
     if (tr.lastTs > w.lastTs) w.lastTs = tr.lastTs;
   };
 
+  const progressEvery = input.progressEvery ?? 65_536;
+  let untilProgress = progressEvery;
   for (const event of input.events) {
     if (event.kind === "leg") onLeg(event);
     else onTranslation(event);
+    if (--untilProgress === 0) {
+      untilProgress = progressEvery;
+      input.progress?.(stats);
+    }
   }
   advance(Number.POSITIVE_INFINITY);
   for (const w of [...active]) finish(w);

@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { type AnalyzeSummary, analyze } from "../../checks/analyze.js";
+import { type AnalyzeProgress, type AnalyzeSummary, analyze } from "../../checks/analyze.js";
 import { openDb } from "../../store/db.js";
 import { UsageError } from "../../util/errors.js";
 import { EXIT_FAIL_ON, ExitRequest } from "../exit.js";
@@ -39,6 +39,29 @@ export function failOnHit(
 ): boolean {
   if (failOn === undefined) return false;
   return counts.error > 0 || (failOn === "warning" && counts.warning > 0);
+}
+
+/** A one-line progress display on a terminal while a large analysis runs. */
+export function analyzeProgressLine(stream: { write(text: string): unknown }): {
+  show: (p: AnalyzeProgress) => void;
+  clear: () => void;
+} {
+  let shown = false;
+  return {
+    show(p) {
+      const pct = p.total > 0 ? Math.min(100, (100 * p.read) / p.total) : 0;
+      const rate = p.seconds > 0 ? p.connections / p.seconds : 0;
+      const eta = p.read > 0 ? (p.seconds * (p.total - p.read)) / p.read : 0;
+      stream.write(
+        `\r\x1b[K${pct.toFixed(0)}% of ${p.total} legs and translations  ${p.connections} connections  ${rate.toFixed(0)}/s  ETA ${eta.toFixed(0)} s`,
+      );
+      shown = true;
+    },
+    clear() {
+      if (shown) stream.write("\r\x1b[K");
+      shown = false;
+    },
+  };
 }
 
 /** The human summary: connections by verdict, findings by severity, where to look next. */
@@ -90,10 +113,12 @@ export function registerAnalyze(program: Command): void {
       };
       const skew = positive("--skew", opts.skew);
       const db = openDb(opts.db);
+      const progress = process.stderr.isTTY ? analyzeProgressLine(process.stderr) : null;
       let summary: ReturnType<typeof analyze>;
       try {
-        summary = analyze(db, { skew, checks });
+        summary = analyze(db, { skew, checks, ...(progress ? { onProgress: progress.show } : {}) });
       } finally {
+        progress?.clear();
         db.close();
       }
       if (opts.json) {
