@@ -612,6 +612,20 @@ class LabRunner {
       "--timeout",
       String(t.timeoutMs),
     ];
+    const records = await this.runAgent<SendRecord>(ns, argv, `traffic step ${i + 1}`, started);
+    this.traffic.push({ step: i, traffic: t, records });
+  }
+
+  /**
+   * Run the agent in a namespace and read its JSON lines; `started` fires when it says
+   * "#started" (or exits). Throws with its stderr when it fails.
+   */
+  private async runAgent<T>(
+    ns: string,
+    argv: string[],
+    what: string,
+    started: () => void,
+  ): Promise<T[]> {
     const child = spawnInNs(ns, argv);
     this.children.add(child);
     let stdout = "";
@@ -629,12 +643,11 @@ class LabRunner {
     started();
     this.children.delete(child);
     this.checkInterrupted();
-    if (code !== 0) throw new Error(`traffic step ${i + 1} failed (${code}): ${stderr.trim()}`);
-    const records = stdout
+    if (code !== 0) throw new Error(`${what} failed (${code}): ${stderr.trim()}`);
+    return stdout
       .split("\n")
       .filter((l) => l.trim() !== "" && !l.startsWith("#"))
-      .map((l) => JSON.parse(l) as SendRecord);
-    this.traffic.push({ step: i, traffic: t, records });
+      .map((l) => JSON.parse(l) as T);
   }
 
   private async resolveNames(i: number, r: ResolveStep, started: () => void): Promise<void> {
@@ -646,28 +659,12 @@ class LabRunner {
     argv.push("--server", `${dns.clusterIP}:53`, "--name", r.name, "--type", r.qtype);
     argv.push("--count", String(r.count), "--rate", String(r.rate), "--bind", client.ip);
     argv.push("--timeout", String(r.timeoutMs));
-    const child = spawnInNs(this.ns("client", client.name), argv);
-    this.children.add(child);
-    let stdout = "";
-    let stderr = "";
-    child.stdout?.setEncoding("utf8");
-    child.stderr?.setEncoding("utf8");
-    child.stdout?.on("data", (c: string) => {
-      stdout += c;
-      if (stdout.startsWith("#started")) started();
-    });
-    child.stderr?.on("data", (c: string) => {
-      stderr += c;
-    });
-    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-    started();
-    this.children.delete(child);
-    this.checkInterrupted();
-    if (code !== 0) throw new Error(`resolve step ${i + 1} failed (${code}): ${stderr.trim()}`);
-    const records = stdout
-      .split("\n")
-      .filter((l) => l.trim() !== "" && !l.startsWith("#"))
-      .map((l) => JSON.parse(l) as ResolveRecord);
+    const records = await this.runAgent<ResolveRecord>(
+      this.ns("client", client.name),
+      argv,
+      `resolve step ${i + 1}`,
+      started,
+    );
     this.resolves.push({ step: i, resolve: r, records });
   }
 
