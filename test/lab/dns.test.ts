@@ -1,6 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type dnsPacket from "dns-packet";
@@ -17,7 +16,7 @@ import { resolveNames } from "../../src/lab/resolve.js";
 import { parseScenario } from "../../src/lab/scenario.js";
 import { initialState } from "../../src/lab/state.js";
 import type { LabEvent, TruthLookup } from "../../src/lab/truth.js";
-import { InputError } from "../../src/util/errors.js";
+import { errorOf, freePort } from "./helpers.js";
 
 // Cluster DNS in the lab: the scenario keys, the zone the runner derives (with faults), the
 // server's answers, one real exchange over loopback (no root needed), and the dns findings the
@@ -42,16 +41,6 @@ faults:
 steps:
   - resolve: { from: ca, name: api.default.svc.cluster.local, count: 3 }
 `;
-
-function errorOf(fn: () => unknown): InputError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof InputError) return error;
-    throw error;
-  }
-  throw new Error("no error");
-}
 
 function query(name: string, type: "A" | "AAAA" = "A", id = 4711): Buffer {
   return dns.encode({
@@ -213,17 +202,6 @@ describe("DNS server answers", () => {
     expect(answerQuery(response, zone)).toBeNull();
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const address = s.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe("DNS server and resolver over loopback", () => {
   it("answer each query from the zone file as it is at that moment, and log it", async () => {

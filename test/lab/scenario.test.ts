@@ -1,20 +1,10 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadScenario, parseScenario } from "../../src/lab/scenario.js";
-import { InputError } from "../../src/util/errors.js";
+import { errorOf } from "./helpers.js";
 
 const fixtures = join(import.meta.dirname, "..", "fixtures", "lab");
 const traces = join(import.meta.dirname, "..", "..", "traces");
-
-function errorOf(fn: () => unknown): InputError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof InputError) return error;
-    throw error;
-  }
-  throw new Error("no error");
-}
 
 describe("scenario", () => {
   it("fills in addresses, ports and names the file left out", () => {

@@ -1,22 +1,11 @@
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { sendTraffic } from "../../src/lab/send.js";
 import { startServer } from "../../src/lab/serve.js";
+import { freePort } from "./helpers.js";
 
 // The lab's server and client over loopback: no namespaces, no root.
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const address = s.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe("lab serve and send", () => {
   it("answer each TCP connection and UDP datagram with the pod and the peer it saw", async () => {
