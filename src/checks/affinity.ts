@@ -1,4 +1,5 @@
 import type { Connection } from "../reconstruct/types.js";
+import { addressFamily } from "../util/ip.js";
 import type { CheckContext, ConnectionPass, Finding } from "./types.js";
 import { defineCheck, runPass } from "./types.js";
 import { endpointText, findService } from "./util.js";
@@ -52,7 +53,7 @@ function pass(ctx: CheckContext): ConnectionPass<AffinityFinding> {
   const groups = new Map<string, Group>();
   const visit = (c: Connection) => {
     if (c.endpoint === null || c.service === null || c.node === null) return;
-    const rs = ctx.rulesets.at(c.node, c.start);
+    const rs = ctx.rulesets.at(c.node, c.start, addressFamily(c.vip.ip));
     const inv = ctx.inventory.at(c.start);
     const sp = (rs && findService(rs, c.service)) ?? (inv && findService(inv, c.service));
     if (sp === null || sp.affinityTimeout === null) return;

@@ -1,4 +1,5 @@
 import type { Connection } from "../reconstruct/types.js";
+import { addressFamily } from "../util/ip.js";
 import { goodnessOfFit } from "./stats.js";
 import type { CheckContext, ConnectionPass, Finding } from "./types.js";
 import { defineCheck, runPass } from "./types.js";
@@ -63,7 +64,8 @@ function group(ctx: CheckContext, groups: Groups, c: Connection, service: string
   const key = `${service}|${node}|${candidateSignature(c)}`;
   let g = groups.bySignature.get(key);
   if (g === undefined) {
-    const rs = c.rulesetId === null ? null : ctx.rulesets.at(node, c.start);
+    const rs =
+      c.rulesetId === null ? null : ctx.rulesets.at(node, c.start, addressFamily(c.vip.ip));
     const sp = rs === null ? null : findService(rs, service);
     g = {
       service,

@@ -93,8 +93,10 @@ export function findRemovals(ctx: CheckContext): Removal[] {
     out = diffSnapshots(ctx.inventory.snapshots, "inventory");
   } else {
     const earliest = new Map<string, Removal>();
+    // Dump by dump within one family: an ip6tables dump lacks every IPv4-only Service.
     for (const node of ctx.rulesets.nodes()) {
-      for (const r of diffSnapshots(ctx.rulesets.forNode(node), "rules")) {
+      const sequences = [ctx.rulesets.forNode(node, 4), ctx.rulesets.forNode(node, 6)];
+      for (const r of sequences.flatMap((seq) => diffSnapshots(seq, "rules"))) {
         const k = `${r.service}|${r.endpoint ?? ""}`;
         const prev = earliest.get(k);
         if (prev === undefined || r.removedAt < prev.removedAt) earliest.set(k, r);

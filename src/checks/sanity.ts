@@ -1,4 +1,5 @@
 import type { Connection, ServicePortView } from "../reconstruct/types.js";
+import { addressFamily } from "../util/ip.js";
 import type { CheckContext, ConnectionPass, Finding } from "./types.js";
 import { defineCheck, runPass } from "./types.js";
 import { findService, keepSmallest } from "./util.js";
@@ -90,7 +91,8 @@ function missingMasquerade(ctx: CheckContext): ConnectionPass<SanityFinding> {
     if (c.service === null || c.node === null || c.endpoint === null || c.snat !== null) return;
     if (c.hook !== "prerouting" || ctx.services.nodeOfAddress(c.client.ip) !== null) return;
     if (ctx.services.nodeOfAddress(c.vip.ip) === null) return; // NodePort only
-    const rs = c.rulesetId === null ? null : ctx.rulesets.at(c.node, c.start);
+    const rs =
+      c.rulesetId === null ? null : ctx.rulesets.at(c.node, c.start, addressFamily(c.vip.ip));
     const sp = rs === null ? null : findService(rs, c.service);
     if (sp?.externalTrafficPolicy === "Local") return;
     const key = `${c.node}|${c.service}`;

@@ -1,4 +1,5 @@
 import type { Connection } from "../reconstruct/types.js";
+import { addressFamily } from "../util/ip.js";
 import { findRemovals } from "./removals.js";
 import type { CheckContext, ConnectionPass, Finding } from "./types.js";
 import { defineCheck, runPass } from "./types.js";
@@ -81,7 +82,7 @@ function pass(ctx: CheckContext): ConnectionPass<StaleCtFinding> {
     // already dropped the endpoint (kube-proxy deletes the entries right after that).
     const reprogrammed =
       c.node !== null &&
-      ctx.rulesets.forNode(c.node).some((rs) => {
+      ctx.rulesets.forNode(c.node, addressFamily(c.vip.ip)).some((rs) => {
         if (rs.takenAt <= at || rs.takenAt >= c.end) return false;
         const sp = findService(rs, c.service ?? "");
         return sp !== null && !sp.endpoints.some((e) => endpointText(e.ip, e.port) === ep);
@@ -122,7 +123,8 @@ function finish(
     const before = ctx.inventory.at(ct.takenAt - grace);
     // The node's own rules at dump time are the best judge: kube-proxy deletes the entries of
     // an endpoint as soon as it drops it from the rules.
-    const rules = ctx.rulesets.at(ct.node, ct.takenAt);
+    const family = addressFamily(ct.orig.dstIp);
+    const rules = ctx.rulesets.at(ct.node, ct.takenAt, family);
     const ruled =
       rules !== null && rules.takenAt <= ct.takenAt ? findService(rules, service) : null;
     let known: boolean;
@@ -138,7 +140,7 @@ function finish(
         );
       }
     } else {
-      const rs = ctx.rulesets.at(ct.node, ct.takenAt);
+      const rs = ctx.rulesets.at(ct.node, ct.takenAt, family);
       const sp = rs === null ? null : findService(rs, service);
       if (sp === null) continue;
       known = sp.endpoints.some((e) => endpointText(e.ip, e.port) === ep);

@@ -10,11 +10,13 @@ type StaleFinding = Extract<Finding, { check: "stale-rules" }>;
  * Within the grace period a node may simply not have synced yet — unless another node's dump,
  * taken after the removal and no later than this one, already shows it gone.
  */
-function peersCaughtUp(ctx: CheckContext, r: Removal, node: string, t: number): boolean {
+function peersCaughtUp(ctx: CheckContext, r: Removal, node: string, rs0: RuleSetView): boolean {
+  const t = rs0.takenAt;
   if (t <= r.removedAt || (r.restoredAt !== null && t >= r.restoredAt)) return false;
   for (const other of ctx.rulesets.nodes()) {
     if (other === node) continue;
-    for (const rs of ctx.rulesets.forNode(other)) {
+    // Of the same family: another family's dump never had an IPv4-only (or IPv6-only) Service.
+    for (const rs of ctx.rulesets.forNode(other, rs0.family)) {
       if (rs.takenAt <= r.removedAt || rs.takenAt > t) continue;
       const sp = findService(rs, r.service);
       const gone =
@@ -33,7 +35,7 @@ function removedStillPresent(ctx: CheckContext, out: StaleFinding[], done: Set<s
     for (const node of ctx.rulesets.nodes()) {
       const stale: RuleSetView[] = [];
       for (const rs of ctx.rulesets.forNode(node)) {
-        if (!afterRemoval(r, rs.takenAt, grace) && !peersCaughtUp(ctx, r, node, rs.takenAt)) {
+        if (!afterRemoval(r, rs.takenAt, grace) && !peersCaughtUp(ctx, r, node, rs)) {
           continue;
         }
         const sp = findService(rs, r.service);
@@ -74,10 +76,13 @@ function removedStillPresent(ctx: CheckContext, out: StaleFinding[], done: Set<s
 }
 
 function orphanChains(ctx: CheckContext, out: StaleFinding[]): void {
-  for (const node of ctx.rulesets.nodes()) {
-    const list = ctx.rulesets.forNode(node);
-    const last = list[list.length - 1];
+  const lasts = ctx.rulesets
+    .nodes()
+    .flatMap((node) => [ctx.rulesets.forNode(node, 4), ctx.rulesets.forNode(node, 6)])
+    .map((list) => list[list.length - 1]);
+  for (const last of lasts) {
     if (last === undefined || last.orphanChains.length === 0) continue;
+    const node = last.node;
     out.push({
       check: "stale-rules",
       severity: "warning",
@@ -145,7 +150,7 @@ function disagreement(ctx: CheckContext, out: StaleFinding[], done: Set<string>)
   for (const rs of ctx.rulesets.all) {
     for (const other of nodes) {
       if (other <= rs.node) continue;
-      const peer = ctx.rulesets.at(other, rs.takenAt);
+      const peer = ctx.rulesets.at(other, rs.takenAt, rs.family);
       if (peer === null || Math.abs(peer.takenAt - rs.takenAt) > grace) continue;
       // A change made shortly before or between the two dumps may be half-way through its
       // rollout: only dumps of a settled state can disagree.

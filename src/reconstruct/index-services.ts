@@ -98,30 +98,47 @@ export class RuleSetTimeline {
   constructor(rulesets: readonly RuleSetView[]) {
     this.all = [...rulesets].sort((a, b) => a.takenAt - b.takenAt || a.id - b.id);
     for (const rs of this.all) {
-      let list = this.byNode.get(rs.node);
-      if (list === undefined) this.byNode.set(rs.node, (list = []));
-      list.push(rs);
+      for (const map of [this.byNode, this.byFamily[rs.family]]) {
+        let list = map.get(rs.node);
+        if (list === undefined) map.set(rs.node, (list = []));
+        list.push(rs);
+      }
     }
   }
 
-  has(node: string): boolean {
-    return this.byNode.has(node);
+  /** Each node's rule sets of one family. */
+  private readonly byFamily = {
+    4: new Map<string, RuleSetView[]>(),
+    6: new Map<string, RuleSetView[]>(),
+  };
+
+  private lists(family: 4 | 6 | undefined): Map<string, RuleSetView[]> {
+    return family === undefined ? this.byNode : this.byFamily[family];
+  }
+
+  /** Does the node have a rule set (of that family, when given)? */
+  has(node: string, family?: 4 | 6): boolean {
+    return this.lists(family).has(node);
   }
 
   nodes(): string[] {
     return [...this.byNode.keys()];
   }
 
-  forNode(node: string): readonly RuleSetView[] {
-    return this.byNode.get(node) ?? [];
+  /**
+   * The node's rule sets in time order: of one family, or of both. A sequence to compare dump
+   * by dump must be of one family (an ip6tables dump lacks every IPv4-only Service).
+   */
+  forNode(node: string, family?: 4 | 6): readonly RuleSetView[] {
+    return this.lists(family).get(node) ?? [];
   }
 
   /**
-   * The latest dump taken at or before t. A connection older than the first dump is judged
-   * against the first one: a dump is usually taken after the capture started.
+   * The latest dump of the family taken at or before t. A connection older than the first dump
+   * is judged against the first one: a dump is usually taken after the capture started.
    */
-  at(node: string, t: number): RuleSetView | null {
-    const list = this.byNode.get(node);
+  at(node: string, t: number, family: 4 | 6 = 4): RuleSetView | null {
+    const list = this.byFamily[family].get(node);
     if (list === undefined || list.length === 0) return null;
     let lo = 0;
     let hi = list.length - 1;

@@ -1,3 +1,4 @@
+import { addressFamily } from "../util/ip.js";
 import type { RuleSetTimeline, ServiceIndex } from "./index-services.js";
 import type { WorkConnection } from "./reconstruct.js";
 import type {
@@ -101,12 +102,12 @@ export class Judge {
   }
 
   /** The node that translated it: the translation's, or the one that saw the VIP coming in. */
-  private pickNode(w: WorkConnection): string | null {
+  private pickNode(w: WorkConnection, family: 4 | 6): string | null {
     if (w.node !== null) return w.node;
     let fallback: string | null = null;
     for (const leg of w.preLegs) {
-      if (leg.direction === "in" && this.rulesets.has(leg.node)) return leg.node;
-      if (this.services.isLocal(leg.node, w.pre.srcIp) && this.rulesets.has(leg.node)) {
+      if (leg.direction === "in" && this.rulesets.has(leg.node, family)) return leg.node;
+      if (this.services.isLocal(leg.node, w.pre.srcIp) && this.rulesets.has(leg.node, family)) {
         fallback ??= leg.node;
       }
     }
@@ -151,10 +152,12 @@ export class Judge {
 
   judge(w: WorkConnection): Connection {
     const pre = w.pre;
-    const node = this.pickNode(w);
+    // IPv6 connections go through the node's ip6tables rules, IPv4 ones through iptables.
+    const family = addressFamily(pre.dstIp);
+    const node = this.pickNode(w, family);
     const local = node !== null && this.services.isLocal(node, pre.srcIp);
     const hook: Hook = local ? "output" : "prerouting";
-    const ruleset = node === null ? null : this.rulesets.at(node, w.start);
+    const ruleset = node === null ? null : this.rulesets.at(node, w.start, family);
     const sim = ruleset === null ? null : this.simulate(ruleset.id, hook, pre);
 
     // The kernel's first choice; a later one (translation changed midway) is evidence only.

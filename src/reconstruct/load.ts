@@ -64,23 +64,29 @@ export function loadAnalysis(db: Db): AnalysisData {
 
   const parsed = new Map<number, RuleSet>();
   const rulesets: RuleSetView[] = [];
+  // The last full dump per node and family: a partial restore applies to its own family's.
   const lastFull = new Map<string, RuleSet>();
   for (const stored of listRuleSets(db)) {
-    if (stored.family !== "ipv4" || stored.node === null) continue;
+    if (stored.node === null) continue;
+    if (stored.family !== "ipv4" && stored.family !== "ipv6") continue;
+    const base = lastFull.get(`${stored.family}|${stored.node}`);
     const text = loadRuleSetText(db, stored.id);
     if (text === undefined) continue;
     let rs: RuleSet;
     try {
-      const base = lastFull.get(stored.node);
       rs =
         stored.kind === "iptables-restore" && base !== undefined
           ? applyRestore(base, text, { source: stored.source, takenAt: stored.takenAt })
-          : parseIptablesSave(text, { source: stored.source, takenAt: stored.takenAt });
+          : parseIptablesSave(text, {
+              source: stored.source,
+              takenAt: stored.takenAt,
+              family: stored.family,
+            });
     } catch (error) {
       warnings.push(`${stored.source}: ${(error as Error).message}`);
       continue;
     }
-    lastFull.set(stored.node, rs);
+    lastFull.set(`${stored.family}|${stored.node}`, rs);
     parsed.set(stored.id, rs);
     rulesets.push(ruleSetView(stored.id, stored.node, stored.takenAt ?? rs.takenAt ?? 0, rs));
   }
@@ -217,6 +223,7 @@ export function ruleSetView(id: number, node: string, takenAt: number, rs: RuleS
   return {
     id,
     node,
+    family: rs.family === "ipv6" ? 6 : 4,
     takenAt,
     services: model.services,
     orphanChains: model.orphanChains,

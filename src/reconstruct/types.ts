@@ -124,6 +124,8 @@ export interface RuleLine {
 export interface RuleSetView {
   id: number;
   node: string;
+  /** iptables-save (4) or ip6tables-save (6): a dual-stack node has a rule set of each. */
+  family: 4 | 6;
   takenAt: number;
   services: ServicePortView[];
   /** KUBE-SVC/SEP/EXT/FW chains nothing jumps to. */

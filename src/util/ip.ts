@@ -120,6 +120,11 @@ export function normalizeIP(text: string): string | null {
   return v6 === null ? null : formatIPv6(v6);
 }
 
+/** The family of an address already known to be well formed (normalized text): no parsing. */
+export function addressFamily(ip: string): Family {
+  return ip.includes(":") ? 6 : 4;
+}
+
 export function ipFamily(text: string): Family | null {
   if (parseIPv4(text) >= 0) return 4;
   if (parseIPv6(text) !== null) return 6;

@@ -51,7 +51,7 @@ export function ruleset(
   services: ServicePortView[],
   orphanChains: string[] = [],
 ): RuleSetView {
-  return { id, node, takenAt, services, orphanChains, chainRules: () => [] };
+  return { id, node, family: 4, takenAt, services, orphanChains, chainRules: () => [] };
 }
 
 export function snapshot(takenAt: number, services: ServicePortView[]): InventorySnapshot {
