@@ -121,6 +121,17 @@ function appended<T>(list: T[], item: T): T[] {
   return list;
 }
 
+/** Legs of one tuple (wherever seen). */
+function sameLegTuple(a: LegView, b: LegView): boolean {
+  return (
+    a.origPort === b.origPort &&
+    a.respPort === b.respPort &&
+    a.proto === b.proto &&
+    a.origIp === b.origIp &&
+    a.respIp === b.respIp
+  );
+}
+
 /** Two sightings at the same observation point (node, interface, direction) of one tuple. */
 function sameObservation(a: LegView, b: LegView): boolean {
   return (
@@ -228,19 +239,25 @@ export function reconstruct(
     const post = w.postLegs;
     for (let i = 0; i < pre.length; i++) if (sameObservation(pre[i] as LegView, leg)) return true;
     for (let i = 0; i < post.length; i++) if (sameObservation(post[i] as LegView, leg)) return true;
-    // On one node all sightings of a connection's first packet are microseconds apart (no clock
-    // skew there): a leg starting much later on a node that already saw it is another
-    // conversation on a reused port.
+    // On one node all sightings of a tuple's first packet are microseconds apart (no clock
+    // skew there), and so are the translation and its post-NAT packets: a leg starting much
+    // later on a node that already saw it is another conversation on a reused port. (The
+    // pre-NAT side may start earlier: first packets can wait on the node, for neighbour
+    // discovery, before anything leaves it translated.)
     let first = w.node === leg.node ? w.anchor : Number.POSITIVE_INFINITY;
     for (let i = 0; i < pre.length; i++) {
       const l = pre[i] as LegView;
-      if (l.node === leg.node && l.firstTs < first) first = l.firstTs;
+      if (l.node === leg.node && l.firstTs < first && sameLegTuple(l, leg)) first = l.firstTs;
     }
     for (let i = 0; i < post.length; i++) {
       const l = post[i] as LegView;
-      if (l.node === leg.node && l.firstTs < first) first = l.firstTs;
+      if (l.node === leg.node && l.firstTs < first && sameLegTuple(l, leg)) first = l.firstTs;
     }
-    return first !== Number.POSITIVE_INFINITY && Math.abs(leg.firstTs - first) > SAME_NODE_SLACK;
+    if (first === Number.POSITIVE_INFINITY) return false;
+    if (leg.firstTs - first > SAME_NODE_SLACK) return true;
+    // Started earlier: the same conversation if it was still going then (its first packets
+    // waited), an earlier one if it was over.
+    return leg.lastTs < first - SAME_NODE_SLACK;
   };
 
   const claim = (w: WorkConnection, key: TupleView, role: "pre" | "post", around: number) => {
@@ -374,7 +391,10 @@ export function reconstruct(
     advance(leg.firstTs);
     const key = legTuple(leg);
     const w = open.get(key);
-    if (w !== undefined && Math.abs(leg.firstTs - w.start) <= skew && !seenHere(w, leg)) {
+    const near =
+      w !== undefined &&
+      (Math.abs(leg.firstTs - w.start) <= skew || Math.abs(leg.firstTs - w.anchor) <= skew);
+    if (w !== undefined && near && !seenHere(w, leg)) {
       attach(w, leg, sameTuple(key, w.pre) ? "pre" : "post");
       return;
     }
@@ -390,9 +410,23 @@ export function reconstruct(
     if (tr.pre.proto !== 6 && tr.pre.proto !== 17 && tr.pre.proto !== 132) return;
     advance(tr.firstTs);
     const existing = open.get(tr.pre);
+    // A connection known so far only from its pre-NAT leg: its first packets waited on the
+    // node (for neighbour discovery, say) and were translated later than the tolerance allows
+    // for a first sighting. The translation seen while that leg was still going is its own.
+    const untranslated =
+      existing !== undefined && existing.node === null && existing.posts.length === 0;
     // The same connection translated again (the stream shows a second record when the
     // translation changed midway, or the detector split it): one connection, several posts.
-    if (existing !== undefined && existing.node === tr.node && sameConversation(existing, tr)) {
+    if (
+      existing !== undefined &&
+      (existing.node === tr.node || untranslated) &&
+      sameConversation(existing, tr)
+    ) {
+      if (untranslated) {
+        existing.node = tr.node;
+        existing.vipFrom = "translation";
+        existing.anchor = tr.firstTs;
+      }
       existing.translationIds.push(tr.id);
       if (!existing.posts.some((p) => sameTuple(p, tr.post))) {
         existing.posts.push(tr.post);

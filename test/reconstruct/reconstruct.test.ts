@@ -72,6 +72,47 @@ describe("reconstruct", () => {
     expect(conns.every((c) => c.legIds.length === 2)).toBe(true);
   });
 
+  it("joins a translation first seen after the tolerance to the pre-NAT leg still going", () => {
+    // The first SYNs waited on the node (neighbour discovery for the pod): the pre-NAT leg
+    // starts 2.03 s before anything left the node translated. Seen on a real IPv6 capture.
+    const pre = "10.244.1.10:40000>10.96.0.10:80";
+    const post = "10.244.1.10:40000>10.244.2.5:8080";
+    const conns = run({
+      legs: [
+        leg("n1", pre, 10, { lastTs: 12.04 }),
+        leg("n1", post, 12.03, { direction: "out", lastTs: 12.04 }),
+      ],
+      translations: [translation("n1", pre, post, 12.03)],
+    });
+    expect(conns).toHaveLength(1);
+    expect(conns[0]).toMatchObject({
+      verdict: "consistent",
+      node: "n1",
+      vipFrom: "translation",
+      endpoint: { ip: "10.244.2.5", port: 8080 },
+      start: 10,
+    });
+    expect(conns[0]?.legIds).toHaveLength(2);
+    // Delayed by less than the tolerance: the translation claims the leg that is still going.
+    const soon = run({
+      legs: [
+        leg("n1", pre, 10, { lastTs: 11.05 }),
+        leg("n1", post, 11.01, { direction: "out", lastTs: 11.05 }),
+      ],
+      translations: [translation("n1", pre, post, 11.01)],
+    });
+    expect(soon.map((c) => [c.verdict, c.legIds.length])).toEqual([["consistent", 2]]);
+    // A leg that had ended before the translation is another conversation.
+    const apart = run({
+      legs: [
+        leg("n1", pre, 10, { lastTs: 10.5 }),
+        leg("n1", post, 12.03, { direction: "out", lastTs: 12.04 }),
+      ],
+      translations: [translation("n1", pre, post, 12.03)],
+    });
+    expect(apart.map((c) => c.verdict).sort()).toEqual(["consistent", "predicted"]);
+  });
+
   it("flags an endpoint the rules cannot choose, a blackholed one, and a NodePort with SNAT", () => {
     const conns = run({
       legs: [
