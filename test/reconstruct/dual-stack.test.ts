@@ -13,7 +13,8 @@ import type { Connection, NodeInfo, RuleSetView } from "../../src/reconstruct/ty
 import { parseIptablesSave } from "../../src/rules/iptables-save.js";
 import type { RuleSet } from "../../src/rules/model.js";
 import { openDb } from "../../src/store/db.js";
-import { context, ruleset, svc } from "../checks/helpers.js";
+import { context, ruleset, svc as servicePort } from "../checks/helpers.js";
+import { ep, svc } from "../lab/gen-helpers.js";
 import { translation } from "./helpers.js";
 
 // A dual-stack cluster: each node has an iptables and an ip6tables rule set (kube-proxy runs one
@@ -24,30 +25,11 @@ const NODES: NodeInfo[] = [
   { name: "n2", addresses: ["172.18.0.3", "10.244.2.1", "fd00:18::3", "fd00:244:2::1"] },
 ];
 
+/** A Service port `default/<name>:p80` with endpoints on port 8080. */
 function port(clusterIP: string, endpoints: [string, string][], name = "web"): GenServicePort {
-  return {
-    namespace: "default",
-    name,
-    portName: "http",
-    protocol: "TCP",
-    clusterIP,
-    port: 80,
-    nodePort: null,
-    externalIPs: [],
-    loadBalancerIPs: [],
-    loadBalancerSourceRanges: [],
-    sessionAffinityTimeout: null,
-    externalTrafficPolicy: "Cluster",
-    internalTrafficPolicy: "Cluster",
-    endpoints: endpoints.map(([ip, nodeName]) => ({
-      ip,
-      port: 8080,
-      ready: true,
-      serving: true,
-      terminating: false,
-      nodeName,
-    })),
-  };
+  return svc("default", name, clusterIP, {
+    endpoints: endpoints.map(([ip, node]) => ({ ...ep(ip, node), port: 8080 })),
+  });
 }
 
 // default/web is dual-stack; default/old has only an IPv4 ClusterIP.
@@ -120,7 +102,7 @@ describe("dual-stack judging", () => {
       const web = (family: number) =>
         data.rulesets
           .find((r) => r.family === family)
-          ?.services.find((sp) => sp.key === "default/web:http");
+          ?.services.find((sp) => sp.key === "default/web:p80");
       expect(data.rulesets.map((r) => [r.node, r.family]).sort()).toEqual([
         ["n1", 4],
         ["n1", 6],
@@ -156,9 +138,9 @@ describe("dual-stack judging", () => {
     ]);
     const family = (id: number | null) => views.find((v) => v.id === id)?.family;
     expect(conns.map((c) => [c.verdict, c.service, family(c.rulesetId)])).toEqual([
-      ["consistent", "default/web:http", 4],
-      ["consistent", "default/web:http", 6],
-      ["unexpected-endpoint", "default/web:http", 6],
+      ["consistent", "default/web:p80", 4],
+      ["consistent", "default/web:p80", 6],
+      ["unexpected-endpoint", "default/web:p80", 6],
     ]);
     expect(conns[1]?.candidates.map((c) => c.endpoint).sort()).toEqual([
       "[fd00:244:1::5]:8080",
@@ -168,9 +150,9 @@ describe("dual-stack judging", () => {
   });
 
   it("does not take an IPv4-only Service missing from an ip6tables dump for a removal", () => {
-    const web = svc("default/web:http", { clusterIPs: ["10.96.0.10"] });
-    const web6 = svc("default/web:http", { clusterIPs: ["fd00:96::10"] });
-    const old = svc("default/old:http", { clusterIPs: ["10.96.0.20"] });
+    const web = servicePort("default/web:http", { clusterIPs: ["10.96.0.10"] });
+    const web6 = servicePort("default/web:http", { clusterIPs: ["fd00:96::10"] });
+    const old = servicePort("default/old:http", { clusterIPs: ["10.96.0.20"] });
     const v4 = (id: number, node: string, t: number) => ruleset(id, node, t, [web, old]);
     const v6 = (id: number, node: string, t: number) => ({
       ...ruleset(id, node, t, [web6]),

@@ -46,36 +46,24 @@ function build(): void {
     sh(ns, "ip", "link", "set", "lo", "up");
   }
   // client eth0 <-> node vc ; node vp <-> pod eth0
-  sh(
-    null,
-    "ip",
-    "link",
-    "add",
-    "eth0",
-    "netns",
-    NS.client,
-    "type",
-    "veth",
-    "peer",
-    "vc",
-    "netns",
-    NS.node,
-  );
-  sh(
-    null,
-    "ip",
-    "link",
-    "add",
-    "eth0",
-    "netns",
-    NS.pod,
-    "type",
-    "veth",
-    "peer",
-    "vp",
-    "netns",
-    NS.node,
-  );
+  const veth = (ns: string, peer: string) =>
+    sh(
+      null,
+      "ip",
+      "link",
+      "add",
+      "eth0",
+      "netns",
+      ns,
+      "type",
+      "veth",
+      "peer",
+      peer,
+      "netns",
+      NS.node,
+    );
+  veth(NS.client, "vc");
+  veth(NS.pod, "vp");
   const up = (ns: string, dev: string, addr: string) => {
     sh(ns, "ip", "-6", "addr", "add", addr, "dev", dev, "nodad");
     sh(ns, "ip", "link", "set", dev, "up");
