@@ -135,13 +135,7 @@ function sameLegTuple(a: LegView, b: LegView): boolean {
 /** Two sightings at the same observation point (node, interface, direction) of one tuple. */
 function sameObservation(a: LegView, b: LegView): boolean {
   return (
-    a.node === b.node &&
-    a.iface === b.iface &&
-    a.direction === b.direction &&
-    a.origPort === b.origPort &&
-    a.respPort === b.respPort &&
-    a.origIp === b.origIp &&
-    a.respIp === b.respIp
+    a.node === b.node && a.iface === b.iface && a.direction === b.direction && sameLegTuple(a, b)
   );
 }
 
