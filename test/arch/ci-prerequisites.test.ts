@@ -24,6 +24,8 @@ describe.runIf(inCI)("CI has what the root and kernel tests need", () => {
     const missing = [
       ["iptables-restore", ["--version"]],
       ["iptables-save", ["--version"]],
+      ["ip6tables-restore", ["--version"]],
+      ["ip6tables-save", ["--version"]],
       ["conntrack", ["--version"]],
       ["tcpdump", ["--version"]],
       ["tshark", ["--version"]],

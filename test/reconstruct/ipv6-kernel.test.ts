@@ -21,6 +21,7 @@ const isRoot = process.getuid?.() === 0;
 const hasTools =
   spawnSync("ip6tables-restore", ["--version"]).status === 0 &&
   spawnSync("tcpdump", ["--version"]).status === 0;
+const skipReason = !isRoot ? "needs root" : hasTools ? "" : "needs ip6tables-restore and tcpdump";
 const P = `svt-v6${process.pid % 100000}`;
 const NS = { client: `${P}c`, node: `${P}n`, pod: `${P}p` };
 const VIP = "fd00:96::10";
@@ -87,29 +88,31 @@ function build(): void {
   execFileSync("ip", ["netns", "exec", NS.node, "ip6tables-restore"], { input: rules });
 }
 
-describe.skipIf(!isRoot || !hasTools)("IPv6 Service NAT by the kernel", () => {
-  const bundle = join(dir, "bundle");
-  const nodeDir = join(bundle, "nodes", "n1");
-  let answers: string[] = [];
+describe.skipIf(!isRoot || !hasTools)(
+  `IPv6 Service NAT by the kernel (${skipReason || "netns"})`,
+  () => {
+    const bundle = join(dir, "bundle");
+    const nodeDir = join(bundle, "nodes", "n1");
+    let answers: string[] = [];
 
-  beforeAll(async () => {
-    build();
-    mkdirSync(nodeDir, { recursive: true });
-    const server = spawn("ip", [
-      "netns",
-      "exec",
-      NS.pod,
-      process.execPath,
-      "-e",
-      "require('net').createServer((s) => s.end('web-1 ' + s.remoteAddress + '\\n')).listen(8080, '::', () => console.log('ready'))",
-    ]);
-    await new Promise<void>((resolve, reject) => {
-      server.stdout.on("data", () => resolve());
-      server.once("exit", (code) => reject(new Error(`server exited ${code}`)));
-    });
-    const capture = await startCapture(NS.node, join(nodeDir, "n1.pcap"));
-    try {
-      const client = `
+    beforeAll(async () => {
+      build();
+      mkdirSync(nodeDir, { recursive: true });
+      const server = spawn("ip", [
+        "netns",
+        "exec",
+        NS.pod,
+        process.execPath,
+        "-e",
+        "require('net').createServer((s) => s.end('web-1 ' + s.remoteAddress + '\\n')).listen(8080, '::', () => console.log('ready'))",
+      ]);
+      await new Promise<void>((resolve, reject) => {
+        server.stdout.on("data", () => resolve());
+        server.once("exit", (code) => reject(new Error(`server exited ${code}`)));
+      });
+      const capture = await startCapture(NS.node, join(nodeDir, "n1.pcap"));
+      try {
+        const client = `
         const net = require('net');
         (async () => {
           for (let i = 0; i < 6; i++) {
@@ -124,61 +127,62 @@ describe.skipIf(!isRoot || !hasTools)("IPv6 Service NAT by the kernel", () => {
             console.log(text);
           }
         })().catch((e) => { console.error(String(e)); process.exit(1); });`;
-      answers = sh(NS.client, process.execPath, "-e", client).trim().split("\n");
-      // One connection to a Service without endpoints: the rules reject it.
-      spawnSync("ip", [
-        "netns",
-        "exec",
-        NS.client,
-        process.execPath,
-        "-e",
-        "require('net').connect({host:'fd00:96::20',port:80}).on('error',()=>process.exit(0))",
-      ]);
-    } finally {
-      await capture.stop();
-      server.kill();
-    }
-    writeFileSync(join(nodeDir, "ip6tables-1.save"), sh(NS.node, "ip6tables-save"));
-    writeFileSync(join(nodeDir, "addr.json"), sh(NS.node, "ip", "-j", "addr"));
-  }, 60_000);
+        answers = sh(NS.client, process.execPath, "-e", client).trim().split("\n");
+        // One connection to a Service without endpoints: the rules reject it.
+        spawnSync("ip", [
+          "netns",
+          "exec",
+          NS.client,
+          process.execPath,
+          "-e",
+          "require('net').connect({host:'fd00:96::20',port:80}).on('error',()=>process.exit(0))",
+        ]);
+      } finally {
+        await capture.stop();
+        server.kill();
+      }
+      writeFileSync(join(nodeDir, "ip6tables-1.save"), sh(NS.node, "ip6tables-save"));
+      writeFileSync(join(nodeDir, "addr.json"), sh(NS.node, "ip", "-j", "addr"));
+    }, 60_000);
 
-  afterAll(() => {
-    teardown();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it("judges each connection by the node's ip6tables rules, with the endpoint the kernel chose", async () => {
-    // The endpoint saw the client itself, and the node's address for the outsider (masquerade).
-    expect(answers).toEqual([...Array(5).fill(`web-1 ${CLIENT}`), "web-1 fd00:244:2::1"]);
-    const db = openDb(join(dir, "t.db"));
-    await ingestPaths(db, [bundle]);
-    expect(listRuleSets(db).map((r) => r.family)).toEqual(["ipv6"]);
-    const summary = analyze(db);
-    const conns = [...iterateConnections(db)];
-    db.close();
-    const web = conns.filter((c) => c.service === "default/web:p80");
-    expect(web).toHaveLength(6);
-    const outsider = web.filter((c) => c.client.ip === OUTSIDER);
-    expect(outsider).toHaveLength(1);
-    expect(outsider[0]).toMatchObject({
-      verdict: "consistent",
-      endpoint: { ip: POD, port: 8080 },
-      snat: { ip: "fd00:244:2::1" },
+    afterAll(() => {
+      teardown();
+      rmSync(dir, { recursive: true, force: true });
     });
-    for (const c of web.filter((x) => x.client.ip === CLIENT)) {
-      expect(c).toMatchObject({
+
+    it("judges each connection by the node's ip6tables rules, with the endpoint the kernel chose", async () => {
+      // The endpoint saw the client itself, and the node's address for the outsider (masquerade).
+      expect(answers).toEqual([...Array(5).fill(`web-1 ${CLIENT}`), "web-1 fd00:244:2::1"]);
+      const db = openDb(join(dir, "t.db"));
+      await ingestPaths(db, [bundle]);
+      expect(listRuleSets(db).map((r) => r.family)).toEqual(["ipv6"]);
+      const summary = analyze(db);
+      const conns = [...iterateConnections(db)];
+      db.close();
+      const web = conns.filter((c) => c.service === "default/web:p80");
+      expect(web).toHaveLength(6);
+      const outsider = web.filter((c) => c.client.ip === OUTSIDER);
+      expect(outsider).toHaveLength(1);
+      expect(outsider[0]).toMatchObject({
         verdict: "consistent",
-        node: "n1",
-        hook: "prerouting",
-        vip: { ip: VIP, port: 80 },
         endpoint: { ip: POD, port: 8080 },
-        snat: null,
+        snat: { ip: "fd00:244:2::1" },
       });
-      expect(c.candidates).toEqual([{ endpoint: `[${POD}]:8080`, probability: 1 }]);
-    }
-    expect(conns.filter((c) => c.service === "default/other:p80").map((c) => c.verdict)).toEqual([
-      "rejected",
-    ]);
-    expect(summary.verdicts).toEqual({ consistent: 6, rejected: 1 });
-  });
-});
+      for (const c of web.filter((x) => x.client.ip === CLIENT)) {
+        expect(c).toMatchObject({
+          verdict: "consistent",
+          node: "n1",
+          hook: "prerouting",
+          vip: { ip: VIP, port: 80 },
+          endpoint: { ip: POD, port: 8080 },
+          snat: null,
+        });
+        expect(c.candidates).toEqual([{ endpoint: `[${POD}]:8080`, probability: 1 }]);
+      }
+      expect(conns.filter((c) => c.service === "default/other:p80").map((c) => c.verdict)).toEqual([
+        "rejected",
+      ]);
+      expect(summary.verdicts).toEqual({ consistent: 6, rejected: 1 });
+    });
+  },
+);
